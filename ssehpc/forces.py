@@ -1,0 +1,99 @@
+"""Force evaluation: the communicate → neighbour list → potential → reverse-sum part of a step.
+
+:class:`ForceCompute` owns the neighbour list and the ghost atoms.  ``compute(state)`` decides
+(collectively) whether the list must be rebuilt, evaluates the potential on owned + ghost atoms,
+sums ghost contributions onto their owners, reduces energies and virials over ranks, and stores
+``forces``, ``energy`` and ``virial`` in the state.  Non-finite results raise
+:class:`NonFiniteError` *before* the state is touched, so writers never see a broken frame.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ssehpc.neighbors import NeighborList
+from ssehpc.parallel.domain import LocalAtoms, SerialDomain
+from ssehpc.potentials.base import Potential
+from ssehpc.state import State
+
+
+class NonFiniteError(FloatingPointError):
+    """The potential returned NaN/inf energies or forces (the run exploded)."""
+
+
+class ForceCompute:
+    """Evaluate ``potential`` for a state, serial or domain-decomposed.
+
+    Args:
+        potential: any :class:`~ssehpc.potentials.base.Potential`.
+        domain: :class:`~ssehpc.parallel.SerialDomain` (default) or an MPI domain.
+        skin: neighbour-list skin, Å.
+        max_force: |F| in eV/Å above which the run is declared exploded.
+    """
+
+    def __init__(
+        self,
+        potential: Potential,
+        domain: SerialDomain | None = None,
+        *,
+        skin: float = 1.0,
+        max_force: float = 1e4,
+    ) -> None:
+        self.potential = potential
+        self.domain = domain if domain is not None else SerialDomain()
+        self.nl = NeighborList(potential.cutoff, skin, half=potential.half_list)
+        self.ghost_width = potential.ghost_range + skin
+        self.max_force = max_force
+        self.local: LocalAtoms | None = None
+        self.extras: dict[str, torch.Tensor] = {}
+
+    def check(self, state: State) -> None:
+        """Validate a state against the potential before any compute (clear errors)."""
+        state.validate()
+        self.potential.check_species(state.species)
+
+    def invalidate(self) -> None:
+        """Force a rebuild at the next :meth:`compute` (after the state was replaced)."""
+        self.local = None
+
+    def _update_local(self, state: State) -> None:
+        rebuild = self.local is None or self.local.n_owned != state.n_atoms
+        if not rebuild:
+            disp = self.domain.allreduce_max(self.nl.max_displacement(state))
+            rebuild = bool(disp > self.nl.skin)
+        if rebuild:
+            self.local = self.domain.build_local(state, self.ghost_width)
+            self.nl.build(self.local, state)
+        else:
+            self.domain.update_ghosts(state, self.local)
+
+    def compute(self, state: State) -> None:
+        """Set ``state.forces`` (eV/Å), ``state.energy`` (eV) and ``state.virial`` (eV)."""
+        self._update_local(state)
+        local = self.local
+        out = self.potential(local, self.nl)
+        energies = self.domain.reverse_sum(local, out.energies)
+        forces = self.domain.reverse_sum(local, out.forces)
+        energy = torch.zeros(state.n_systems, dtype=state.dtype, device=state.device)
+        energy.index_add_(0, state.system_idx, energies.to(state.dtype))
+        energy = self.domain.allreduce_sum(energy)
+        virial = self.domain.allreduce_sum(out.virial.to(state.dtype))
+        bad = ~torch.isfinite(forces).all(dim=1) | (forces.abs().amax(dim=1) > self.max_force)
+        local_bad = torch.tensor([float(bad.any())], dtype=state.dtype, device=state.device)
+        any_bad = bool(self.domain.allreduce_max(local_bad)[0] > 0) or not bool(torch.isfinite(energy).all())
+        if any_bad:
+            where = state.tag[bad][:5].tolist()
+            raise NonFiniteError(
+                f"non-finite or exploding forces (|F| > {self.max_force} eV/Å) at step {state.step}"
+                + (f", atoms with tag {where}" if where else "")
+                + f"; energies per system {energy.tolist()} eV"
+            )
+        state.forces = forces.to(state.dtype)
+        state.energy = energy
+        state.virial = virial
+        self.extras = out.extras or {}
+
+    def pressure_tensor(self, state: State) -> torch.Tensor:
+        """``[S, 3, 3]`` eV/Å³: ``(Σ p⊗p/m + W) / V`` (kinetic part reduced over ranks)."""
+        kin = self.domain.allreduce_sum(state.kinetic_energy_tensor())
+        return (kin + state.virial) / state.volume[:, None, None]
