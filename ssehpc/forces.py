@@ -52,6 +52,26 @@ class ForceCompute:
         state.validate()
         self.potential.check_species(state.species)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Neighbour-list reference (owned positions and cell at the last build).
+
+        Restoring it rebuilds the *same* list and ghost set at restart, which keeps a resumed run
+        bitwise identical to an uninterrupted one.
+        """
+        if self.nl._ref_positions is None:
+            return {}
+        return {"nl_ref_positions": self.nl._ref_positions.clone(), "nl_ref_cell": self.nl._ref_cell.clone()}
+
+    def load_state_dict(self, d: dict[str, torch.Tensor], state: State) -> None:
+        """Rebuild ghosts and list from a :meth:`state_dict` reference for ``state``."""
+        self.local = None
+        if not d:
+            return
+        ref = state.replace(positions=d["nl_ref_positions"].to(state.device, state.dtype), cell=d["nl_ref_cell"].to(state.device, state.dtype))
+        self.local = self.domain.build_local(ref, self.ghost_width)
+        self.nl.build(self.local, ref)
+        self.domain.update_ghosts(state, self.local)
+
     def invalidate(self) -> None:
         """Force a rebuild at the next :meth:`compute` (after the state was replaced)."""
         self.local = None

@@ -47,10 +47,14 @@ def wrap(
     """
     frac = to_fractional(positions, cell, system_idx)
     shift = torch.floor(frac)
-    frac = frac - shift
-    # floor(-1e-17) = -1 gives frac == 1.0 after rounding; keep the half-open interval [0, 1).
-    frac = torch.where(frac >= 1.0, frac - 1.0, frac)
-    return to_cartesian(frac, cell, system_idx), shift.to(torch.int64)
+    # Only atoms that left the cell move, by whole cell vectors; the others keep their bits, so
+    # wrapping is idempotent (needed for bitwise restarts).
+    moved = (shift != 0).any(dim=1)
+    wrapped = positions.clone()
+    if bool(moved.any()):
+        idx = torch.nonzero(moved).flatten()
+        wrapped[idx] = positions[idx] - torch.einsum("ni,nij->nj", shift[idx], cell[system_idx[idx]])
+    return wrapped, shift.to(torch.int64)
 
 
 def minimum_image(dr: torch.Tensor, cell: torch.Tensor, system_idx: torch.Tensor) -> torch.Tensor:
