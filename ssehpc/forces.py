@@ -77,11 +77,12 @@ class ForceCompute:
         self.local = None
 
     def _update_local(self, state: State) -> None:
-        rebuild = self.local is None or self.local.n_owned != state.n_atoms
-        if not rebuild:
-            disp = self.domain.allreduce_max(self.nl.max_displacement(state))
-            rebuild = bool(disp > self.nl.skin)
-        if rebuild:
+        # The decision must be collective: one rank rebuilding alone would deadlock the others.
+        if self.local is None or self.local.n_owned != state.n_atoms:
+            disp = torch.tensor(float("inf"), dtype=state.dtype, device=state.device)
+        else:
+            disp = self.nl.max_displacement(state)
+        if bool(self.domain.allreduce_max(disp.reshape(1))[0] > self.nl.skin):
             self.local = self.domain.build_local(state, self.ghost_width)
             self.nl.build(self.local, state)
         else:
