@@ -9,6 +9,16 @@ from ase.build import bulk
 from ssehpc.state import State
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """One intra-op thread per test process: the test systems are tiny and CI runs two pytest
+    workers on two cores, where extra spinning threads make small tensor ops ~50x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def fcc_argon(repeat: int = 3, a: float = 5.26, jitter: float = 0.0, seed: int = 0) -> State:
     """fcc argon, ``repeat``³ cubic cells, optional Gaussian jitter (Å), float64."""
     atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat((repeat, repeat, repeat))

@@ -77,7 +77,13 @@ class LennardJones(Potential):
             if torch.isnan(eps).any():
                 missing = [(zs[a], zs[b]) for a, b in torch.nonzero(torch.isnan(eps)).tolist() if a <= b]
                 raise ValueError(f"LennardJones pairs lack parameters for element pairs {missing}")
-        type_of_z = torch.zeros(max(zs) + 1, dtype=torch.int64)
+        # Elements without parameters map to an extra all-NaN type: an unchecked state then fails
+        # loudly (NonFiniteError) instead of borrowing another element's parameters.
+        k = len(zs)
+        nan_row = torch.full((1, k), float("nan"), dtype=torch.float64)
+        eps = torch.cat([torch.cat([eps, nan_row]), torch.full((k + 1, 1), float("nan"), dtype=torch.float64)], dim=1)
+        sig = torch.cat([torch.cat([sig, nan_row]), torch.full((k + 1, 1), float("nan"), dtype=torch.float64)], dim=1)
+        type_of_z = torch.full((119,), k, dtype=torch.int64)
         for t, z in enumerate(zs):
             type_of_z[z] = t
         self.register_buffer("type_of_z", type_of_z, persistent=False)
