@@ -1,0 +1,500 @@
+"""The MD run specification (a validated YAML file) and how a run is built from it.
+
+A spec names the structure (a file or a builder), the potential and integrator (name + params),
+the thermodynamic conditions, the time step and lengths, output intervals, seed, device and
+dtype, and where the run goes in the store.  Example (``examples/lj_argon.yaml``)::
+
+    run_id: lj-argon
+    store: lj_argon.zarr            # relative paths are relative to the spec file
+    structure: {builder: fcc, element: Ar, a: 5.26, repeat: [6, 6, 6]}
+    potential: {name: lj, params: {epsilon: 0.0104, sigma: 3.405, cutoff: 8.5}}
+    integrator: {name: langevin, params: {damping: 100.0}}
+    temperature_K: 100.0
+    dt_fs: 2.0
+    steps: 2000
+
+Validation errors name the field (``dt_fs: ...``).  :func:`prepare_run` checks everything that
+can be checked — spec, structure, species against the potential, integrator parameters — before
+anything is computed or written; :func:`prepare_resume` rebuilds a run from its store.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TextIO
+
+import ase
+import torch
+import yaml
+from ase.data import atomic_numbers
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+
+from ssehpc import builders, thermo
+from ssehpc.forces import ForceCompute
+from ssehpc.integrators.base import Integrator
+from ssehpc.io.checkpoint import read_checkpoint
+from ssehpc.io.structure import atoms_to_state, check_structure, read_structure
+from ssehpc.io.zarr_store import COMMITTEE_FRAME_FIELDS, RunStore, ZarrStore
+from ssehpc.potentials.base import Potential
+from ssehpc.simulation import (
+    CheckpointWriter,
+    On,
+    Operation,
+    Periodic,
+    ProgressCallback,
+    Simulation,
+    ThermoLog,
+    ZarrFrameWriter,
+)
+from ssehpc.state import State
+
+#: Integrators that take the spec's ``temperature_K`` (as ``temperature``) unless params set it.
+THERMOSTATTED = frozenset({"langevin", "nose_hoover", "npt"})
+#: Integrators that take the spec's ``pressure_GPa`` (as ``pressure``) unless params set it.
+BAROSTATTED = frozenset({"npt"})
+#: Largest accepted time step, fs.
+MAX_DT_FS = 20.0
+
+
+class SpecError(ValueError):
+    """The spec (or what it names) is invalid; the message is one line and names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Repeat = Annotated[int, Field(ge=1)] | tuple[Annotated[int, Field(ge=1)], ...]
+
+
+def _check_repeat(v: int | tuple[int, ...]) -> int | tuple[int, int, int]:
+    if isinstance(v, tuple) and len(v) != 3:
+        raise ValueError(f"repeat must be one integer or three, got {list(v)}")
+    return v
+
+
+# ---------------------------------------------------------------------- structure sources
+class FileStructure(_Strict):
+    """Read the structure from an ASE-readable file.
+
+    Attributes:
+        file: path (relative to the spec file).
+        format: ASE format name; guessed when omitted.
+        index: frame of a trajectory file (default the last).
+        repeat: supercell repetitions applied after reading.
+    """
+
+    file: Path
+    format: str | None = None
+    index: int = -1
+    repeat: Repeat = 1
+
+    _repeat = field_validator("repeat")(_check_repeat)
+
+    def build(self) -> ase.Atoms:
+        atoms = read_structure(self.file, self.format, self.index, check=False)  # checked after repeat
+        r = (self.repeat,) * 3 if isinstance(self.repeat, int) else self.repeat
+        return atoms.repeat(r) if r != (1, 1, 1) else atoms
+
+
+class FccStructure(_Strict):
+    """:func:`ssehpc.builders.fcc`: ``element``, ``a`` (Å), ``repeat`` or ``target_atoms``."""
+
+    builder: Literal["fcc"]
+    element: str
+    a: float = Field(gt=0, description="lattice constant, Å")
+    repeat: Repeat = 1
+    target_atoms: int | None = Field(default=None, ge=1)
+
+    _repeat = field_validator("repeat")(_check_repeat)
+
+    @field_validator("element")
+    @classmethod
+    def _element(cls, v: str) -> str:
+        if v not in atomic_numbers:
+            raise ValueError(f"unknown element symbol {v!r}")
+        return v
+
+    def build(self) -> ase.Atoms:
+        return builders.fcc(self.element, self.a, self.repeat, target_atoms=self.target_atoms)
+
+
+class BulkStructure(_Strict):
+    """:func:`ssehpc.builders.bulk` (``ase.build.bulk``): e.g. rocksalt ``NaCl``, fluorite ``OLi2``."""
+
+    builder: Literal["bulk"]
+    name: str
+    crystalstructure: str
+    a: float = Field(gt=0, description="lattice constant, Å")
+    c: float | None = Field(default=None, gt=0)
+    cubic: bool = True
+    repeat: Repeat = 1
+    target_atoms: int | None = Field(default=None, ge=1)
+
+    _repeat = field_validator("repeat")(_check_repeat)
+
+    def build(self) -> ase.Atoms:
+        return builders.bulk(
+            self.name,
+            self.crystalstructure,
+            self.a,
+            self.repeat,
+            c=self.c,
+            cubic=self.cubic,
+            target_atoms=self.target_atoms,
+        )
+
+
+def _structure_kind(v: Any) -> str | None:
+    if isinstance(v, dict):
+        return str(v["builder"]) if "builder" in v else "file" if "file" in v else None
+    return getattr(v, "builder", "file")
+
+
+StructureSpec = Annotated[
+    Annotated[FileStructure, Tag("file")]
+    | Annotated[FccStructure, Tag("fcc")]
+    | Annotated[BulkStructure, Tag("bulk")],
+    Discriminator(
+        _structure_kind,
+        custom_error_type="structure_source",
+        custom_error_message="structure needs either 'file: PATH' or 'builder: fcc|bulk' with its parameters",
+    ),
+]
+
+
+class PotentialSpec(_Strict):
+    """``make_potential(name, **params)``: ``lj``, ``buckingham_dsf``, ``sum``, ..."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class IntegratorSpec(_Strict):
+    """``make_integrator(name, dt, **params)``: ``nve``, ``langevin``, ``nose_hoover``, ``npt``."""
+
+    name: str = "nve"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- the spec
+class MDSpec(_Strict):
+    """One MD run.
+
+    Attributes:
+        run_id: name of the run group in the store.
+        store: Zarr store directory (relative to the spec file).
+        structure: a file or a builder.
+        potential: potential name and parameters.
+        integrator: integrator (ensemble) name and parameters.
+        temperature_K: initial (Maxwell–Boltzmann) and thermostat temperature, K.
+        pressure_GPa: barostat target pressure, GPa.
+        dt_fs: time step, fs, in (0, 20].
+        steps: total number of MD steps of the run.
+        write_interval: steps between trajectory frames (0: none).
+        checkpoint_interval: steps between checkpoints (0: only at the end).
+        thermo_interval: steps between thermo-table rows (0: none).
+        seed: seed of every random stream (velocities, thermostat noise).
+        device: ``cpu`` or ``cuda``.
+        dtype: ``float32`` or ``float64`` (use float64 for bitwise restarts and energy checks).
+        skin: neighbour-list skin, Å.
+        min_distance: smallest allowed interatomic distance in the input structure, Å.
+    """
+
+    run_id: str = "run0"
+    store: Path = Path("run.zarr")
+    structure: StructureSpec
+    potential: PotentialSpec
+    integrator: IntegratorSpec = Field(default_factory=IntegratorSpec)
+    temperature_K: float = Field(ge=0)  # noqa: N815 (unit in the name)
+    pressure_GPa: float = 0.0  # noqa: N815
+    dt_fs: float
+    steps: int = Field(ge=0)
+    write_interval: int = Field(default=100, ge=0)
+    checkpoint_interval: int = Field(default=1000, ge=0)
+    thermo_interval: int = Field(default=100, ge=0)
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    device: Literal["cpu", "cuda"] = "cpu"
+    dtype: Literal["float32", "float64"] = "float64"
+    skin: float = Field(default=1.0, gt=0, le=5.0)
+    min_distance: float = Field(default=0.5, ge=0)
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", v):
+            raise ValueError(f"run_id must be letters, digits, '_', '.', '-' (no '/'), got {v!r}")
+        return v
+
+    @field_validator("dt_fs")
+    @classmethod
+    def _dt(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"the time step must be positive (fs), got {v}")
+        if v > MAX_DT_FS:
+            raise ValueError(
+                f"the time step {v} fs is absurdly large for MD (at most {MAX_DT_FS} fs; typical 0.5-2 fs)"
+            )
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device 'cuda' requested but CUDA is not available to torch {torch.__version__}"
+            )
+        return v
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float64 if self.dtype == "float64" else torch.float32
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_dict(cls, data: Any, base_dir: str | Path | None = None) -> MDSpec:
+        """Validate ``data``; relative paths are resolved against ``base_dir``.
+
+        Raises:
+            SpecError: one line naming the offending field(s).
+        """
+        if not isinstance(data, dict):
+            raise SpecError(f"a spec must be a mapping of fields, got {type(data).__name__}")
+        try:
+            spec = cls.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError(format_validation_error(exc)) from exc
+        return spec.resolve_paths(base_dir) if base_dir is not None else spec
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> MDSpec:
+        """Read and validate a YAML spec (paths in it are relative to its directory)."""
+        path = Path(path)
+        if not path.is_file():
+            raise SpecError(f"spec file '{path}' does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise SpecError(f"cannot parse spec '{path}'{where}: {problem}") from exc
+        try:
+            return cls.from_dict(data, base_dir=path.parent.resolve())
+        except SpecError as exc:
+            raise SpecError(f"{path}: {exc}") from None
+
+    def resolve_paths(self, base_dir: str | Path) -> MDSpec:
+        """A copy whose relative store and structure-file paths are made absolute."""
+        base = Path(base_dir)
+        update: dict[str, Any] = {}
+        if not self.store.is_absolute():
+            update["store"] = base / self.store
+        if isinstance(self.structure, FileStructure) and not self.structure.file.is_absolute():
+            update["structure"] = self.structure.model_copy(update={"file": base / self.structure.file})
+        return self.model_copy(update=update) if update else self
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able dict (what the store records)."""
+        return self.model_dump(mode="json")
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """``field.path: message; ...`` on one line."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        if len(loc) > 1 and loc[0] == "structure" and loc[1] in ("file", "fcc", "bulk"):
+            del loc[1]  # the union tag, not a field
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field (typo?)"
+        parts.append(f"{'.'.join(loc) or 'spec'}: {msg}")
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------- building a run
+def build_structure(spec: MDSpec) -> ase.Atoms:
+    """The input structure, checked (periodic, finite, no overlaps below ``min_distance``)."""
+    atoms = spec.structure.build()
+    check_structure(atoms, min_distance=spec.min_distance, source=_structure_name(spec))
+    return atoms
+
+
+def _structure_name(spec: MDSpec) -> str:
+    if isinstance(spec.structure, FileStructure):
+        return f"structure file '{spec.structure.file}'"
+    return f"structure ({spec.structure.builder} builder)"
+
+
+def build_potential(spec: MDSpec) -> Potential:
+    """``make_potential(name, **params)`` on the spec's device."""
+    from ssehpc.potentials import make_potential
+
+    name = spec.potential.name
+    try:
+        potential = make_potential(name, **dict(spec.potential.params))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise SpecError(f"potential: {_one_line(exc)}") from exc
+    return potential.to(spec.device)
+
+
+def build_integrator(spec: MDSpec) -> Integrator:
+    """``make_integrator(name, dt_fs, **params)``; thermostats get ``temperature=temperature_K``
+    and barostats ``pressure=pressure_GPa`` unless their params set them."""
+    from ssehpc.integrators import make_integrator
+
+    name, params = spec.integrator.name, dict(spec.integrator.params)
+    if name in THERMOSTATTED:
+        params.setdefault("temperature", spec.temperature_K)
+    if name in BAROSTATTED:
+        params.setdefault("pressure", spec.pressure_GPa)
+    try:
+        return make_integrator(name, spec.dt_fs, **params)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise SpecError(f"integrator: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def build_forces(spec: MDSpec, potential: Potential, state: State) -> ForceCompute:
+    """A :class:`ForceCompute`, checked against ``state`` (species the potential knows)."""
+    forces = ForceCompute(potential, skin=spec.skin)
+    try:
+        forces.check(state)
+    except ValueError as exc:
+        raise SpecError(f"potential {spec.potential.name!r}: {_one_line(exc)}") from exc
+    return forces
+
+
+@dataclass(eq=False)
+class MDRun:
+    """A run ready to go: ``execute()`` advances it to ``spec.steps``."""
+
+    spec: MDSpec
+    simulation: Simulation
+    store: RunStore
+
+    @property
+    def remaining_steps(self) -> int:
+        return max(0, self.spec.steps - self.simulation.state.step)
+
+    def execute(self) -> None:
+        self.simulation.run(self.remaining_steps)
+
+
+def _operations(spec: MDSpec, run: RunStore, thermo_stream: TextIO | None) -> list[Operation]:
+    ops: list[Operation] = []
+    if spec.thermo_interval:
+        ops.append(ThermoLog(Periodic(spec.thermo_interval), stream=thermo_stream))
+    if spec.write_interval:
+        ops.append(ZarrFrameWriter(run, Periodic(spec.write_interval)))
+    ckpt_trigger = Periodic(spec.checkpoint_interval) if spec.checkpoint_interval else On(())
+    ops.append(CheckpointWriter(run, ckpt_trigger, metadata={"spec": spec.to_json(), "run_id": spec.run_id}))
+    return ops
+
+
+def _run_attrs(spec: MDSpec, atoms: ase.Atoms | None = None) -> dict[str, Any]:
+    return {
+        "spec": spec.to_json(),
+        "ensemble": spec.integrator.name,
+        "integrator_params": spec.to_json()["integrator"]["params"],
+        "potential": spec.to_json()["potential"],
+        "dt_fs": spec.dt_fs,
+        "temperature_K": spec.temperature_K,
+        "pressure_GPa": spec.pressure_GPa,
+        "seed": spec.seed,
+        "steps": spec.steps,
+        "write_interval": spec.write_interval,
+        "composition": atoms.get_chemical_formula() if atoms is not None else None,
+        "device": spec.device,
+        "dtype": spec.dtype,
+    }
+
+
+def prepare_run(
+    spec: MDSpec,
+    *,
+    overwrite: bool = False,
+    thermo_stream: TextIO | None = None,
+    progress: ProgressCallback | None = None,
+) -> MDRun:
+    """Validate everything, then create the run in the store and return it ready to execute.
+
+    Order: structure (read + checks) → state → potential and species check → integrator →
+    Maxwell–Boltzmann momenta at ``temperature_K`` (keyed by seed and tag) → store.  Nothing is
+    written before every check passed.
+
+    Raises:
+        SpecError, StructureError, StoreError: one-line reasons.
+    """
+    atoms = build_structure(spec)
+    state = atoms_to_state(atoms, dtype=spec.torch_dtype, device=spec.device, seed=spec.seed)
+    potential = build_potential(spec)
+    forces = build_forces(spec, potential, state)
+    integrator = build_integrator(spec)
+    if spec.temperature_K > 0:
+        thermo.maxwell_boltzmann(state, forces.domain, spec.temperature_K)
+    store = ZarrStore.open(spec.store, "a", spec=spec.to_json())
+    committee = getattr(potential, "n_members", 1) >= 2  # force deviations go to the store
+    run = store.create_run(
+        spec.run_id,
+        state,
+        _run_attrs(spec, atoms),
+        overwrite=overwrite,
+        extra_frame_fields=COMMITTEE_FRAME_FIELDS if committee else None,
+    )
+    sim = Simulation(
+        state, forces, integrator, _operations(spec, run, thermo_stream), store=run, progress=progress
+    )
+    return MDRun(spec, sim, run)
+
+
+def prepare_resume(
+    store_path: str | Path,
+    run_id: str | None = None,
+    *,
+    steps: int | None = None,
+    thermo_stream: TextIO | None = None,
+    progress: ProgressCallback | None = None,
+) -> MDRun:
+    """Rebuild a run from its store: spec from the run attributes, state from the checkpoint.
+
+    Committed frames after the checkpoint's step are dropped (they will be written again,
+    identically), so no frame appears twice.
+
+    Args:
+        store_path: the store.
+        run_id: the run (default: the only one).
+        steps: new total number of steps (extends the run); default the spec's.
+    """
+    run = RunStore.open(store_path, run_id, mode="r+")
+    spec = MDSpec.from_dict(run.attrs["spec"])
+    if steps is not None:
+        if steps < 0:
+            raise SpecError(f"steps must be non-negative, got {steps}")
+        spec = spec.model_copy(update={"steps": int(steps)})
+    ckpt = read_checkpoint(run.checkpoint_group, device=spec.device)
+    if ckpt.step > spec.steps:
+        raise SpecError(
+            f"the checkpoint is at step {ckpt.step}, beyond the requested total of {spec.steps} steps"
+        )
+    potential = build_potential(spec)
+    forces = build_forces(spec, potential, ckpt.state)
+    integrator = build_integrator(spec)
+    # Everything checked: now the store may change.
+    if steps is not None:
+        run.update_attrs(steps=spec.steps, spec=spec.to_json())
+    run.truncate_after_step(ckpt.step)
+    ops = _operations(spec, run, thermo_stream)
+    for op in ops:
+        if isinstance(op, CheckpointWriter):
+            op.last_step = ckpt.step
+    sim = Simulation.from_checkpoint(ckpt, forces, integrator, ops, store=run, progress=progress)
+    return MDRun(spec, sim, run)
