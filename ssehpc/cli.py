@@ -32,6 +32,7 @@ from rich.progress import (
 )
 
 from ssehpc import __version__
+from ssehpc.parallel.runtime import abort_on_error
 
 if TYPE_CHECKING:
     from ssehpc.spec import MDRun
@@ -215,14 +216,16 @@ def md(
                 if store is not None or overwrite:
                     raise SpecError("--store and --overwrite do not apply to --resume")
                 mdrun = prepare_resume(resume, run_id, steps=steps, thermo_stream=thermo_stream)
-                if mdrun.store.status == "running":
+                if mdrun.store is None:
+                    out = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - quiet non-writer ranks
+                elif mdrun.store.status == "running":
                     _err_console().print(
                         "warning: the run's status is 'running'; if another process is still running it, "
                         "stop that one first (two writers corrupt a store)",
                         markup=False,
                     )
                 out.print(
-                    f"resuming run {mdrun.store.run_id!r} at step {mdrun.simulation.state.step}", markup=False
+                    f"resuming run {mdrun.spec.run_id!r} at step {mdrun.simulation.state.step}", markup=False
                 )
             else:
                 md_spec = MDSpec.from_yaml(spec)
@@ -234,18 +237,27 @@ def md(
                         overrides["store"] = Path(overrides["store"]).resolve()
                     md_spec = MDSpec.from_dict({**md_spec.to_json(), **overrides})
                 mdrun = prepare_run(md_spec, overwrite=overwrite, thermo_stream=thermo_stream)
+                if mdrun.store is None:
+                    out = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - quiet non-writer ranks
                 out.print(
-                    f"run {md_spec.run_id!r}: {mdrun.simulation.state.n_atoms} atoms, {md_spec.integrator.name}, "
+                    f"run {md_spec.run_id!r}: {mdrun.store.n_atoms if mdrun.store else 0} atoms, {md_spec.integrator.name}, "
                     f"{md_spec.steps} steps of {md_spec.dt_fs} fs -> {md_spec.store}",
                     markup=False,
                 )
+            domain = mdrun.simulation.forces.domain
             try:
-                with _sigterm_as_interrupt():
-                    wall = _execute(mdrun, show_progress=progress and _err_console().is_terminal)
+                # An error on one MPI rank ends every rank (no rank left in a collective).
+                with abort_on_error(domain), _sigterm_as_interrupt():
+                    wall = _execute(
+                        mdrun, show_progress=progress and domain.is_root and _err_console().is_terminal
+                    )
             except BaseException:
-                _report_failure(mdrun)
+                if mdrun.store is not None:
+                    _report_failure(mdrun)
                 raise
             run = mdrun.store
+            if run is None:  # not the writer rank
+                return
             step = mdrun.simulation.state.step
             out.print(
                 f"store: {run.store_path}  run: {run.run_id}  status: {run.status}  frames: {run.n_frames}  "

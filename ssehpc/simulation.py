@@ -198,7 +198,9 @@ class ThermoLog(Operation):
                 f"{'Econs_eV':>16} {'P_GPa':>10}"
             )
             self._header_done = True
-        th = sim.thermo()
+        th = sim.thermo()  # collective: every rank computes it
+        if not sim.forces.domain.is_root:
+            return
         for s in range(sim.state.n_systems):
             self._emit(
                 f"{th.step:>10d} {th.time_fs:>12.2f} {s:>4d} {float(th.temperature_K[s]):>10.3f} "
@@ -229,17 +231,20 @@ class ZarrFrameWriter(Operation):
         self.buffered = buffered
         self._buffer: list[dict[str, Any]] = []
 
-    def frame(self, sim: Simulation) -> dict[str, Any]:
-        """The current frame as NumPy arrays/scalars keyed by store field.
+    def frame(self, sim: Simulation) -> dict[str, Any] | None:
+        """The current frame as NumPy arrays/scalars keyed by store field (``None`` on ranks other
+        than the writer rank; every rank must call it, the gather is collective).
 
         Fields the run declares beyond the standard ones (e.g. ``force_dev_max``) are taken from
         ``sim.forces.extras`` under the same name.
         """
         st = sim.state
-        order = torch.argsort(st.tag)
         th = sim.thermo()
+        rows = sim.forces.domain.gather_by_tag(st, ["unwrapped_positions"])
+        if rows is None:
+            return None
         out = {
-            "positions": st.unwrapped_positions()[order].to(torch.float32).cpu().numpy(),
+            "positions": rows["unwrapped_positions"].to(torch.float32).cpu().numpy(),
             "cell": st.cell.detach().to(torch.float64).cpu().numpy(),
             "time_fs": th.time_fs,
             "energy_eV": th.potential_eV.detach().cpu().numpy(),
@@ -257,7 +262,10 @@ class ZarrFrameWriter(Operation):
         return out
 
     def __call__(self, sim: Simulation) -> None:
-        self._buffer.append(self.frame(sim))
+        frame = self.frame(sim)
+        if frame is None:
+            return
+        self._buffer.append(frame)
         chunk = self.run.frame_chunk_frames
         if not self.buffered or (self.run.n_frames + len(self._buffer)) % chunk == 0:
             self.flush(sim)
@@ -302,15 +310,19 @@ class CheckpointWriter(Operation):
 
     def __call__(self, sim: Simulation) -> None:
         sim.flush()
+        full = sim.forces.domain.gather_state(sim.state)  # collective; the whole state in tag order
+        forces_state = sim.forces.state_dict()
+        self.last_step = sim.state.step
+        if full is None:
+            return
         write_checkpoint(
             self.run.checkpoint_group,
-            sim.state,
+            full,
             sim.integrator.state_dict(),
-            sim.forces.state_dict(),
+            forces_state,
             self.metadata,
             keep=self.keep,
         )
-        self.last_step = sim.state.step
         self.run.update_attrs(checkpoint_step=sim.state.step, current_step=sim.state.step)
 
     def finish(self, sim: Simulation) -> None:
@@ -415,7 +427,7 @@ class Simulation:
             raise ValueError(f"steps must be non-negative, got {steps}")
         integ, forces, state = self.integrator, self.forces, self.state
         self.operations.sort(key=lambda op: op.priority)  # stable; also orders operations added later
-        if self.store is not None:
+        if self.store is not None and self.forces.domain.is_root:
             self.store.set_status("running", step=state.step)
         try:
             if not self._ready:
@@ -439,7 +451,7 @@ class Simulation:
         except BaseException as exc:
             self._abort(exc)
             raise
-        if self.store is not None:
+        if self.store is not None and self.forces.domain.is_root:
             target = self.store.target_steps
             status = "completed" if target is None or state.step >= target else "stopped"
             self.store.set_status(status, step=state.step)
@@ -450,7 +462,7 @@ class Simulation:
                 op.abort(self, exc)
             except Exception as inner:  # noqa: PERF203 - the original error matters more
                 logging.getLogger(__name__).error("operation %r failed while aborting: %s", op, inner)
-        if self.store is not None:
+        if self.store is not None and self.forces.domain.is_root:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             try:
                 self.store.set_status(status, f"{type(exc).__name__}: {exc}", step=self.state.step)

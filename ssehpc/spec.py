@@ -36,7 +36,9 @@ from ssehpc.forces import ForceCompute
 from ssehpc.integrators.base import Integrator
 from ssehpc.io.checkpoint import read_checkpoint
 from ssehpc.io.structure import atoms_to_state, check_structure, read_structure
-from ssehpc.io.zarr_store import COMMITTEE_FRAME_FIELDS, RunStore, ZarrStore
+from ssehpc.io.zarr_store import COMMITTEE_FRAME_FIELDS, RunStore, StoreError, ZarrStore
+from ssehpc.parallel.domain import SerialDomain
+from ssehpc.parallel.runtime import make_domain, rank_device
 from ssehpc.potentials.base import Potential
 from ssehpc.simulation import (
     CheckpointWriter,
@@ -363,9 +365,9 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def build_forces(spec: MDSpec, potential: Potential, state: State) -> ForceCompute:
+def build_forces(spec: MDSpec, potential: Potential, state: State, domain: Any = None) -> ForceCompute:
     """A :class:`ForceCompute`, checked against ``state`` (species the potential knows)."""
-    forces = ForceCompute(potential, skin=spec.skin)
+    forces = ForceCompute(potential, domain, skin=spec.skin)
     try:
         forces.check(state)
     except ValueError as exc:
@@ -379,7 +381,7 @@ class MDRun:
 
     spec: MDSpec
     simulation: Simulation
-    store: RunStore
+    store: RunStore | None  # None on MPI ranks other than the writer rank
 
     @property
     def remaining_steps(self) -> int:
@@ -434,26 +436,52 @@ def prepare_run(
     Raises:
         SpecError, StructureError, StoreError: one-line reasons.
     """
+    domain = make_domain()
+    device = rank_device(spec.device, domain)
     atoms = build_structure(spec)
-    state = atoms_to_state(atoms, dtype=spec.torch_dtype, device=spec.device, seed=spec.seed)
+    state = atoms_to_state(atoms, dtype=spec.torch_dtype, device=device, seed=spec.seed)
     potential = build_potential(spec)
-    forces = build_forces(spec, potential, state)
+    forces = build_forces(spec, potential, state, domain)
     integrator = build_integrator(spec)
     if spec.temperature_K > 0:
-        thermo.maxwell_boltzmann(state, forces.domain, spec.temperature_K)
-    store = ZarrStore.open(spec.store, "a", spec=spec.to_json())
+        # On the full state, keyed by (seed, tag): every rank draws the same momenta.
+        thermo.maxwell_boltzmann(state, SerialDomain(), spec.temperature_K)
     committee = getattr(potential, "n_members", 1) >= 2  # force deviations go to the store
-    run = store.create_run(
-        spec.run_id,
-        state,
-        _run_attrs(spec, atoms),
-        overwrite=overwrite,
-        extra_frame_fields=COMMITTEE_FRAME_FIELDS if committee else None,
-    )
+
+    def create() -> RunStore:
+        store = ZarrStore.open(spec.store, "a", spec=spec.to_json())
+        return store.create_run(
+            spec.run_id,
+            state,
+            _run_attrs(spec, atoms),
+            overwrite=overwrite,
+            extra_frame_fields=COMMITTEE_FRAME_FIELDS if committee else None,
+        )
+
+    run = _on_writer_rank(domain, create)
+    state = domain.distribute(state)
     sim = Simulation(
         state, forces, integrator, _operations(spec, run, thermo_stream), store=run, progress=progress
     )
     return MDRun(spec, sim, run)
+
+
+def _on_writer_rank(domain: Any, action: Any) -> Any:
+    """Run ``action()`` on the writer rank only; every rank raises its error (no rank is left
+    waiting in a collective while the writer has failed)."""
+    result, error = None, None
+    if domain.is_root:
+        try:
+            result = action()
+        except Exception as exc:
+            error = exc
+    message = domain.broadcast_object(None if error is None else f"{type(error).__name__}\0{error}")
+    if error is not None:
+        raise error
+    if message is not None:
+        kind, text = message.split("\0", 1)
+        raise (SpecError if kind == "SpecError" else StoreError)(text)
+    return result
 
 
 def prepare_resume(
@@ -474,24 +502,31 @@ def prepare_resume(
         run_id: the run (default: the only one).
         steps: new total number of steps (extends the run); default the spec's.
     """
-    run = RunStore.open(store_path, run_id, mode="r+")
+    domain = make_domain()
+    run = RunStore.open(store_path, run_id, mode="r+" if domain.is_root else "r")
     spec = MDSpec.from_dict(run.attrs["spec"])
     if steps is not None:
         if steps < 0:
             raise SpecError(f"steps must be non-negative, got {steps}")
         spec = spec.model_copy(update={"steps": int(steps)})
-    ckpt = read_checkpoint(run.checkpoint_group, device=spec.device)
+    ckpt = read_checkpoint(run.checkpoint_group, device=rank_device(spec.device, domain))
     if ckpt.step > spec.steps:
         raise SpecError(
             f"the checkpoint is at step {ckpt.step}, beyond the requested total of {spec.steps} steps"
         )
     potential = build_potential(spec)
-    forces = build_forces(spec, potential, ckpt.state)
+    forces = build_forces(spec, potential, ckpt.state, domain)
     integrator = build_integrator(spec)
-    # Everything checked: now the store may change.
-    if steps is not None:
-        run.update_attrs(steps=spec.steps, spec=spec.to_json())
-    run.truncate_after_step(ckpt.step)
+
+    # Everything checked: now the store may change (writer rank only).
+    def update() -> RunStore:
+        if steps is not None:
+            run.update_attrs(steps=spec.steps, spec=spec.to_json())
+        run.truncate_after_step(ckpt.step)
+        return run
+
+    run = _on_writer_rank(domain, update)
+    ckpt.state = domain.distribute(ckpt.state)
     ops = _operations(spec, run, thermo_stream)
     for op in ops:
         if isinstance(op, CheckpointWriter):

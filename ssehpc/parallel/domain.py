@@ -146,6 +146,26 @@ class SerialDomain:
         local.positions = torch.cat([state.positions, ghost])
         local.cell = state.cell
 
+    def abort(self, code: int = 1) -> None:
+        raise SystemExit(code)
+
+    def distribute(self, state: State) -> State:
+        """The part of a full state this process owns: all of it."""
+        return state
+
+    def gather_by_tag(self, state: State, names: list[str]) -> dict[str, torch.Tensor] | None:
+        """Owned rows of ``names`` (state fields or ``"unwrapped_positions"``) sorted by tag,
+        plus ``tag``; on the writer rank only (here: always)."""
+        order = torch.argsort(state.tag)
+        out = {n: (state.unwrapped_positions() if n == "unwrapped_positions" else getattr(state, n))[order] for n in names}
+        out["tag"] = state.tag[order]
+        return out
+
+    def gather_state(self, state: State) -> State | None:
+        """The whole state on the writer rank (``None`` elsewhere); here the state itself, in its
+        own atom order, which the bitwise-restart neighbour-list reference relies on."""
+        return state
+
     def reverse_sum(self, local: LocalAtoms, values: torch.Tensor) -> torch.Tensor:
         """Add per-atom ``values`` (``[n_local, ...]``) of ghosts onto their owners.
 

@@ -106,8 +106,8 @@ class MPIDomain:
         for c in itertools.product(*[range(g) for g in self.grid]):
             table[c] = self.cart.Get_cart_rank(list(c))
         self._rank_table = torch.from_numpy(table)
-        self.lo = torch.tensor([c / g for c, g in zip(self.coords, self.grid)], dtype=torch.float64)
-        self.hi = torch.tensor([(c + 1) / g for c, g in zip(self.coords, self.grid)], dtype=torch.float64)
+        self.lo = torch.tensor([c / g for c, g in zip(self.coords, self.grid, strict=True)], dtype=torch.float64)
+        self.hi = torch.tensor([(c + 1) / g for c, g in zip(self.coords, self.grid, strict=True)], dtype=torch.float64)
 
     def _ensure_grid(self, state: State) -> None:
         if state.n_systems != 1:
@@ -283,7 +283,8 @@ class MPIDomain:
 
     # ---------------------------------------------------------------- output
     def gather_by_tag(self, state: State, names: list[str]) -> dict[str, torch.Tensor] | None:
-        """Owned rows of ``names`` from every rank, on the root rank, sorted by tag."""
+        """Owned rows of ``names`` (state fields or ``"unwrapped_positions"``) from every rank, on
+        the root rank (the only writer, so two ranks never write one chunk), sorted by tag."""
         mine = {n: self._np(getattr(state, n) if n != "unwrapped_positions" else state.unwrapped_positions()) for n in names}
         mine["tag"] = self._np(state.tag)
         parts = self.comm.gather(mine, root=0)
@@ -291,4 +292,17 @@ class MPIDomain:
             return None
         tag = np.concatenate([p["tag"] for p in parts])
         order = np.argsort(tag, kind="stable")
-        return {n: torch.from_numpy(np.concatenate([p[n] for p in parts])[order]) for n in [*names, "tag"]}
+        return {
+            n: torch.from_numpy(np.concatenate([p[n] for p in parts])[order]).to(state.device)
+            for n in [*names, "tag"]
+        }
+
+    def gather_state(self, state: State) -> State | None:
+        """The whole state (every per-atom field) in tag order on the root rank, ``None`` elsewhere.
+
+        Checkpoints hold this full state, so they restart on any rank count.
+        """
+        rows = self.gather_by_tag(state, [f for f in state.fields("atom") if f != "tag"])
+        if rows is None:
+            return None
+        return state.replace(**rows)
