@@ -1,0 +1,90 @@
+"""Teacher-data protocol: a deterministic plan, static frames, MD tasks, resume, assembly, README."""
+
+from __future__ import annotations
+
+import ase.io
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
+from ssehpc.ml import distill
+from ssehpc.ml.distill import Segment, Task
+from ssehpc.ml.labeler import Labeler
+
+
+class Harmonic(Calculator):
+    """Cheap stand-in teacher: springs to the initial positions (eV, eV/Å), zero stress."""
+
+    implemented_properties = ("energy", "forces", "stress")
+
+    def __init__(self):
+        super().__init__()
+        self.ref = None
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        if self.ref is None or len(self.ref) != len(atoms):
+            self.ref = atoms.positions.copy()
+        d = atoms.positions - self.ref
+        self.results = {"energy": float((d * d).sum()), "forces": -2 * d, "stress": np.zeros(6)}
+
+
+def test_plan_is_deterministic_and_sized():
+    a, b = distill.plan(seed=1), distill.plan(seed=1)
+    assert a == b
+    assert len({t.name for t in a}) == len(a)
+    assert [t.seed for t in distill.plan(seed=2)] != [t.seed for t in a]
+    frames = sum(t.expected_frames for t in a)
+    test = sum(t.expected_frames for t in a if t.split == "test")
+    assert 800 <= frames <= 1500
+    assert 0.08 < test / frames < 0.16
+    assert {t.x for t in a if t.kind == "glass" and t.split == "train"} == {0.67, 0.70, 0.75}
+    assert {t.phase for t in a if t.kind == "md"} >= {"Li2S", "beta-Li3PS4", "Li7P3S11", "P4S10"}
+    assert any(t.vacancies for t in a)
+    assert any(t.strain for t in a)
+    assert max(t.n_atoms for t in a) <= 120
+    assert sum(t.cost() for t in a) < 450_000  # about 25 min of CHGNet on one core
+
+
+def test_static_frames_reproducible_and_bounded():
+    task = Task("t/static", "static", "train", "beta-Li3PS4", seed=5, n_atoms=32, n_frames=6)
+    f1, f2 = distill.static_frames(task), distill.static_frames(task)
+    assert all(np.array_equal(a.positions, b.positions) for a, b in zip(f1, f2, strict=True))
+    assert all(0.01 <= a.info["rattle"] <= 0.08 for a in f1)
+    assert np.allclose(f1[0].info["strain"], 0)
+    assert np.ptp(f1[1].info["strain"][:3]) == 0  # isotropic
+    assert f1[2].info["strain"][5] != 0  # shear
+    vac = Task("t/vac", "static", "train", "Li2S", seed=5, n_atoms=96, n_frames=1, vacancies=2)
+    assert distill.static_frames(vac)[0].get_chemical_formula() == "Li62S31"
+
+
+def test_run_resume_assemble_readme(tmp_path):
+    lab = Labeler(Harmonic, name="harmonic", version="v0")
+    tasks = [
+        Task("train/static/gamma", "static", "train", "gamma-Li3PS4", seed=1, n_atoms=16, n_frames=3),
+        Task(
+            "train/md/gamma",
+            "md",
+            "train",
+            "gamma-Li3PS4",
+            seed=2,
+            n_atoms=16,
+            segments=(Segment(300.0, 2, 2, 2), Segment(600.0, 1, 2, 2)),
+        ),
+        Task("test/static/li2s", "static", "test", "Li2S", seed=3, n_atoms=12, n_frames=2),
+    ]
+    summaries = distill.run(tasks, lab, tmp_path / "work")
+    assert [s["frames"] for s in summaries] == [3, 6, 2]  # 4 snapshots + 2 rattled copies
+    again = distill.run(tasks, lab, tmp_path / "work")
+    assert again == summaries  # finished tasks are reused, not recomputed
+    asm = distill.assemble(tasks, tmp_path / "work", tmp_path / "out")
+    train = ase.io.read(asm.files["train"], index=":")
+    assert len(train) == 9
+    assert len(ase.io.read(asm.files["test"], index=":")) == 2
+    md = [a for a in train if a.info["origin"] == "md"]
+    assert [a.info["temperature_K"] for a in md] == [300.0, 300.0, 600.0, 600.0]
+    assert all(a.info["teacher"] == "harmonic" for a in train)
+    readme = distill.write_readme(tmp_path / "out", tasks, asm, lab, seed=0, scale=1.0, summaries=summaries)
+    text = readme.read_text()
+    assert asm.hashes["train"] in text
+    assert distill.sha256(asm.files["train"]) == asm.hashes["train"]
+    assert "| train | gamma-Li3PS4 | md | 600 | 2 |" in text
