@@ -99,29 +99,37 @@ class LennardJones(Potential):
         pos = local.positions
         dtype = pos.dtype
         i, j = nl.i, nl.j
-        rij = pos[j] - pos[i]
-        r2 = (rij * rij).sum(dim=1)
+        rij = pos.index_select(0, j) - pos.index_select(0, i)
+        r2 = torch.einsum("pk,pk->p", rij, rij)
+        # Pairs in the skin (r >= r_c) are kept and given zero weight: masking is cheaper than
+        # compacting the pair arrays every step (docs/performance.md).
         within = r2 < self.cutoff * self.cutoff
-        i, j, rij, r2 = i[within], j[within], rij[within], r2[within]
-        t = self._types(local.species)
-        ti, tj = t[i], t[j]
-        eps = self.epsilon.to(dtype)[ti, tj]
-        sig2 = (self.sigma.to(dtype)[ti, tj]) ** 2
-        inv_r2 = 1.0 / r2
+        if self.species is None:
+            eps = float(self.epsilon[0, 0])
+            sig2 = float(self.sigma[0, 0]) ** 2
+        else:
+            t = self._types(local.species)
+            ti, tj = t.index_select(0, i), t.index_select(0, j)
+            eps = self.epsilon.to(dtype)[ti, tj]
+            sig2 = self.sigma.to(dtype)[ti, tj] ** 2
+        inv_r2 = torch.where(within, 1.0 / r2, torch.zeros_like(r2))
         s6 = (sig2 * inv_r2) ** 3
         s12 = s6 * s6
         e_pair = 4.0 * eps * (s12 - s6)
         if self.shift:
             sc6 = (sig2 / self.cutoff**2) ** 3
-            e_pair = e_pair - 4.0 * eps * (sc6 * sc6 - sc6)
+            e_pair = torch.where(within, e_pair - 4.0 * eps * (sc6 * sc6 - sc6), torch.zeros_like(e_pair))
         # f_j = -φ'(r) r_ij / r = 24 ε (2 s12 − s6) / r² · r_ij
         fj = (24.0 * eps * (2.0 * s12 - s6) * inv_r2)[:, None] * rij
         n_local = local.n_local
+        half_e = 0.5 * e_pair
         energies = torch.zeros(n_local, dtype=dtype, device=pos.device)
-        energies.index_add_(0, i, 0.5 * e_pair)
-        energies.index_add_(0, j, 0.5 * e_pair)
-        forces = torch.zeros((n_local, 3), dtype=dtype, device=pos.device)
-        forces.index_add_(0, j, fj)
-        forces.index_add_(0, i, -fj)
-        virial = pair_virial(rij, fj, local.system_idx[i], local.n_systems)
+        energies.index_add_(0, i, half_e).index_add_(0, j, half_e)
+        on_j = torch.zeros((n_local, 3), dtype=dtype, device=pos.device).index_add_(0, j, fj)
+        on_i = torch.zeros((n_local, 3), dtype=dtype, device=pos.device).index_add_(0, i, fj)
+        forces = on_j - on_i
+        if local.n_systems == 1:
+            virial = (rij.T @ fj).unsqueeze(0)  # Σ_pairs r_ij ⊗ f_j as one matrix product
+        else:
+            virial = pair_virial(rij, fj, local.system_idx.index_select(0, i), local.n_systems)
         return PotentialOutput(energies=energies, forces=forces, virial=virial)
