@@ -114,7 +114,8 @@ class Thermo:
     Attributes:
         step: MD step.
         time_fs: simulated time, fs.
-        temperature_K: kinetic temperature, K (3N − 3 degrees of freedom).
+        temperature_K: kinetic temperature, K (3N − 3 degrees of freedom, 3N when the integrator
+            does not conserve momentum, e.g. Langevin).
         potential_eV: potential energy, eV.
         kinetic_eV: kinetic energy, eV.
         total_eV: potential + kinetic, eV.
@@ -396,7 +397,9 @@ class Simulation:
             self._thermo = Thermo(
                 step=st.step,
                 time_fs=self.time_fs,
-                temperature_K=thermo.temperature(st, domain),
+                temperature_K=thermo.temperature(
+                    st, domain, thermo.degrees_of_freedom(st, domain, remove_com=self.integrator.conserves_momentum)
+                ),
                 potential_eV=st.energy.detach().clone(),
                 kinetic_eV=ke,
                 total_eV=st.energy + ke,

@@ -5,6 +5,8 @@ All functions take the domain so the same call is correct on one rank and on man
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ssehpc import random as rng
@@ -14,6 +16,37 @@ from ssehpc.state import State
 
 #: Random stream used for initial velocities.
 STREAM_VELOCITIES = 11
+
+
+def per_system(
+    value: float | Sequence[float] | torch.Tensor,
+    state: State,
+    *,
+    name: str = "value",
+    positive: bool = False,
+) -> torch.Tensor:
+    """``[S]`` tensor (state dtype and device) from a scalar or one value per system.
+
+    Raises:
+        ValueError: if a sequence does not have one entry per system, or (``positive``) a value is not > 0.
+    """
+    t = torch.as_tensor(value, dtype=state.dtype, device=state.device).flatten()
+    if t.numel() == 1:
+        t = t.expand(state.n_systems).clone()
+    elif t.numel() != state.n_systems:
+        raise ValueError(
+            f"{name} must be a number or one value per system ({state.n_systems}), got {t.numel()} values"
+        )
+    if positive and not bool((t > 0).all()):
+        raise ValueError(f"{name} must be positive, got {t.tolist()}")
+    return t
+
+
+def system_sum(values: torch.Tensor, state: State, domain: SerialDomain) -> torch.Tensor:
+    """``[S, ...]`` sum of per-atom ``values`` (``[N, ...]``) over the atoms of each system, all ranks."""
+    out = torch.zeros((state.n_systems, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    out.index_add_(0, state.system_idx, values)
+    return domain.allreduce_sum(out)
 
 
 def atoms_per_system(state: State, domain: SerialDomain) -> torch.Tensor:
@@ -62,7 +95,13 @@ def remove_com_momentum(state: State, domain: SerialDomain) -> None:
     state.momenta = state.momenta - state.masses[:, None] * v_com[state.system_idx]
 
 
-def maxwell_boltzmann(state: State, domain: SerialDomain, temperature_K: torch.Tensor | float, *, stream: int = STREAM_VELOCITIES) -> None:
+def maxwell_boltzmann(
+    state: State,
+    domain: SerialDomain,
+    temperature_K: torch.Tensor | float,
+    *,
+    stream: int = STREAM_VELOCITIES,
+) -> None:
     """Draw momenta from the Maxwell–Boltzmann distribution at ``temperature_K`` (per system),
     keyed by ``(seed, tag)``, remove the centre-of-mass motion and rescale to the exact
     temperature (in place)."""

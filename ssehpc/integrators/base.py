@@ -35,6 +35,10 @@ class Integrator:
     #: Name used in specs and store attributes.
     name: str = "integrator"
 
+    #: Whether the dynamics conserve total momentum (then 3N − 3 kinetic degrees of freedom,
+    #: else 3N), which the reported temperature uses.
+    conserves_momentum: bool = True
+
     def __init__(self, dt: float) -> None:
         if not (isinstance(dt, (int, float)) and 0.0 < dt <= 20.0):
             raise ValueError(f"dt must be a time step in fs in (0, 20], got {dt!r}")
