@@ -5,6 +5,13 @@
 sums ghost contributions onto their owners, reduces energies and virials over ranks, and stores
 ``forces``, ``energy`` and ``virial`` in the state.  Non-finite results raise
 :class:`NonFiniteError` *before* the state is touched, so writers never see a broken frame.
+
+Per-atom energies (owned rows, after the reverse sum) are kept in ``ForceCompute.energies`` and the
+potential's ``extras`` in ``ForceCompute.extras``.  One extra is understood here: a committee's
+``member_forces`` ``[n_local, K, 3]`` is reverse-summed like the forces and reduced to the force
+deviation ``force_dev [n_owned]``, ``force_dev_max [S]``, ``force_dev_mean [S]`` (eV/Å; see
+:func:`committee_deviation`), because a member's force on an atom is only complete after its
+ghost images' contributions have been added.
 """
 
 from __future__ import annotations
@@ -19,6 +26,35 @@ from ssehpc.state import State
 
 class NonFiniteError(FloatingPointError):
     """The potential returned NaN/inf energies or forces (the run exploded)."""
+
+
+def force_deviation(member_forces: torch.Tensor) -> torch.Tensor:
+    """``ε_i = sqrt(⟨|F_i^(m) − ⟨F_i⟩_m|²⟩_m)`` ``[n]`` eV/Å from ``member_forces`` ``[n, K, 3]``."""
+    dev = member_forces - member_forces.mean(dim=1, keepdim=True)
+    return (dev * dev).sum(-1).mean(-1).sqrt()
+
+
+def committee_deviation(
+    member_forces: torch.Tensor, state: State, domain: SerialDomain
+) -> dict[str, torch.Tensor]:
+    """Committee force deviation from reverse-summed (owned) ``member_forces`` ``[n_owned, K, 3]``.
+
+    Returns ``member_forces``, ``force_dev [n_owned]``, and per system (reduced over ranks)
+    ``force_dev_max [S]`` and ``force_dev_mean [S]``, all eV/Å.
+    """
+    dev = force_deviation(member_forces.to(state.dtype))
+    s = state.n_systems
+    dev_max = torch.zeros(s, dtype=dev.dtype, device=dev.device)
+    dev_max = dev_max.scatter_reduce(0, state.system_idx, dev, reduce="amax", include_self=True)
+    total = torch.zeros(s, dtype=dev.dtype, device=dev.device).index_add_(0, state.system_idx, dev)
+    count = torch.bincount(state.system_idx, minlength=s).to(dev.dtype)
+    total, count = domain.allreduce_sum(total), domain.allreduce_sum(count)
+    return {
+        "member_forces": member_forces,
+        "force_dev": dev,
+        "force_dev_max": domain.allreduce_max(dev_max),
+        "force_dev_mean": total / count.clamp_min(1.0),
+    }
 
 
 class ForceCompute:
@@ -45,6 +81,7 @@ class ForceCompute:
         self.ghost_width = potential.ghost_range + skin
         self.max_force = max_force
         self.local: LocalAtoms | None = None
+        self.energies: torch.Tensor | None = None
         self.extras: dict[str, torch.Tensor] = {}
 
     def check(self, state: State) -> None:
@@ -56,16 +93,18 @@ class ForceCompute:
         """Neighbour-list reference (owned positions and cell at the last build).
 
         Restoring it rebuilds the *same* list and ghost set at restart, which keeps a resumed run
-        bitwise identical to an uninterrupted one.
+        bitwise identical to an uninterrupted one.  Under MPI the reference is per rank and the
+        checkpoint holds the gathered state (restartable on another rank count), so nothing is
+        saved: the resumed run rebuilds its list and matches to float64 rounding.
         """
-        if self.nl._ref_positions is None:
+        if self.nl._ref_positions is None or self.domain.size > 1:
             return {}
         return {"nl_ref_positions": self.nl._ref_positions.clone(), "nl_ref_cell": self.nl._ref_cell.clone()}
 
     def load_state_dict(self, d: dict[str, torch.Tensor], state: State) -> None:
         """Rebuild ghosts and list from a :meth:`state_dict` reference for ``state``."""
         self.local = None
-        if not d:
+        if not d or self.domain.size > 1:  # per-rank references are not checkpointed under MPI
             return
         ref = state.replace(positions=d["nl_ref_positions"].to(state.device, state.dtype), cell=d["nl_ref_cell"].to(state.device, state.dtype))
         self.local = self.domain.build_local(ref, self.ghost_width)
@@ -112,7 +151,12 @@ class ForceCompute:
         state.forces = forces.to(state.dtype)
         state.energy = energy
         state.virial = virial
-        self.extras = out.extras or {}
+        self.energies = energies.to(state.dtype)
+        extras = dict(out.extras or {})
+        if "member_forces" in extras:
+            member_forces = self.domain.reverse_sum(local, extras["member_forces"])
+            extras.update(committee_deviation(member_forces, state, self.domain))
+        self.extras = extras
 
     def pressure_tensor(self, state: State) -> torch.Tensor:
         """``[S, 3, 3]`` eV/Å³: ``(Σ p⊗p/m + W) / V`` (kinetic part reduced over ranks)."""
