@@ -106,7 +106,10 @@ class ForceCompute:
         self.local = None
         if not d or self.domain.size > 1:  # per-rank references are not checkpointed under MPI
             return
-        ref = state.replace(positions=d["nl_ref_positions"].to(state.device, state.dtype), cell=d["nl_ref_cell"].to(state.device, state.dtype))
+        ref = state.replace(
+            positions=d["nl_ref_positions"].to(state.device, state.dtype),
+            cell=d["nl_ref_cell"].to(state.device, state.dtype),
+        )
         self.local = self.domain.build_local(ref, self.ghost_width)
         self.nl.build(self.local, ref)
         self.domain.update_ghosts(state, self.local)

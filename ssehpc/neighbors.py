@@ -272,7 +272,11 @@ def _pairs_bins(local: LocalAtoms, r_list: float, *, half: bool) -> tuple[torch.
         nbr = bin_xyz[ii][:, None, :] + stencil[None, :, :]  # [C, 27, 3]
         nbi = nb[ii][:, None, :]
         valid = ((nbr >= 0) & (nbr < nbi)).all(dim=2)
-        nlin = bin_offset[sys[ii]][:, None] + (nbr[..., 0] * nbi[..., 1] + nbr[..., 1]) * nbi[..., 2] + nbr[..., 2]
+        nlin = (
+            bin_offset[sys[ii]][:, None]
+            + (nbr[..., 0] * nbi[..., 1] + nbr[..., 1]) * nbi[..., 2]
+            + nbr[..., 2]
+        )
         nlin = torch.where(valid, nlin, torch.zeros_like(nlin))
         cnt = torch.where(valid, count[nlin], torch.zeros_like(nlin)).flatten()
         first = start[nlin].flatten()

@@ -45,13 +45,15 @@ def random_bits(seed: int, step: int, stream: int, tag: torch.Tensor, n: int) ->
     return _mix(base[:, None] + ctr[None, :])
 
 
-def uniform(seed: int, step: int, stream: int, tag: torch.Tensor, n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def uniform(seed: int, step: int, stream: int, tag: torch.Tensor, n: int) -> torch.Tensor:
     """``[len(tag), n]`` uniform variates in the open interval (0, 1)."""
     bits = _lsr(random_bits(seed, step, stream, tag, n), 11)  # 53 random bits
     return (bits.to(torch.float64) + 0.5) * (1.0 / 9007199254740992.0)
 
 
-def normal(seed: int, step: int, stream: int, tag: torch.Tensor, n: int = 3, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def normal(
+    seed: int, step: int, stream: int, tag: torch.Tensor, n: int = 3, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """``[len(tag), n]`` standard normal variates (Box–Muller), computed in float64."""
     m = 2 * ((n + 1) // 2)
     u = uniform(seed, step, stream, tag, m)

@@ -118,10 +118,14 @@ class State:
         zeros3 = torch.zeros((n, 3), dtype=dtype, device=device)
         return cls(
             positions=positions,
-            momenta=zeros3.clone() if momenta is None else torch.as_tensor(momenta, dtype=dtype, device=device),
+            momenta=zeros3.clone()
+            if momenta is None
+            else torch.as_tensor(momenta, dtype=dtype, device=device),
             masses=torch.as_tensor(masses, dtype=dtype, device=device),
             species=torch.as_tensor(species, dtype=torch.int64, device=device),
-            tag=torch.arange(n, device=device) if tag is None else torch.as_tensor(tag, dtype=torch.int64, device=device),
+            tag=torch.arange(n, device=device)
+            if tag is None
+            else torch.as_tensor(tag, dtype=torch.int64, device=device),
             image=torch.zeros((n, 3), dtype=torch.int64, device=device)
             if image is None
             else torch.as_tensor(image, dtype=torch.int64, device=device),
@@ -178,11 +182,7 @@ class State:
 
     def clone(self) -> State:
         return self.replace(
-            **{
-                name: getattr(self, name).clone()
-                for name, scope in self.scopes.items()
-                if scope != "global"
-            }
+            **{name: getattr(self, name).clone() for name, scope in self.scopes.items() if scope != "global"}
         )
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> State:
@@ -220,7 +220,9 @@ class State:
             if t.shape[0] != s:
                 raise ValueError(f"per-system field {name!r} has {t.shape[0]} rows, expected {s}")
         if n and (int(self.system_idx.min()) < 0 or int(self.system_idx.max()) >= s):
-            raise ValueError(f"system_idx must lie in [0, {s}), got [{int(self.system_idx.min())}, {int(self.system_idx.max())}]")
+            raise ValueError(
+                f"system_idx must lie in [0, {s}), got [{int(self.system_idx.min())}, {int(self.system_idx.max())}]"
+            )
         if n and not bool(torch.isfinite(self.positions).all()):
             bad = torch.nonzero(~torch.isfinite(self.positions).all(dim=1)).flatten()[:5].tolist()
             raise ValueError(f"positions contain NaN/inf (atoms {bad} ...)")

@@ -12,7 +12,9 @@ from tests.conftest import fcc_argon
 def test_ghost_shell_matches_volume_estimate() -> None:
     s = fcc_argon(4)
     L = float(s.cell[0, 0, 0])
-    s.positions = torch.rand(s.positions.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * L
+    s.positions = (
+        torch.rand(s.positions.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * L
+    )
     w = 3.0
     local = SerialDomain().build_local(s, w)
     expected = s.n_atoms * (((L + 2 * w) / L) ** 3 - 1)
@@ -32,7 +34,9 @@ def test_ghosts_follow_cell_between_rebuilds() -> None:
     s.positions = s.positions * 1.01
     dom.update_ghosts(s, local)
     o = local.ghost_origin
-    torch.testing.assert_close(local.positions[s.n_atoms :], s.positions[o] + local.ghost_shift.to(torch.float64) @ s.cell[0])
+    torch.testing.assert_close(
+        local.positions[s.n_atoms :], s.positions[o] + local.ghost_shift.to(torch.float64) @ s.cell[0]
+    )
 
 
 def test_reverse_sum_conserves_totals() -> None:

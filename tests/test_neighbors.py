@@ -56,15 +56,28 @@ def random_triclinic_state(data, n_systems: int = 1) -> State:
         diag = [data.draw(st.floats(3.0, 12.0)) for _ in range(3)]
         off = [data.draw(st.floats(-0.45, 0.45)) for _ in range(3)]
         cell = torch.tensor(
-            [[diag[0], 0.0, 0.0], [off[0] * diag[0], diag[1], 0.0], [off[1] * diag[0], off[2] * diag[1], diag[2]]],
+            [
+                [diag[0], 0.0, 0.0],
+                [off[0] * diag[0], diag[1], 0.0],
+                [off[1] * diag[0], off[2] * diag[1], diag[2]],
+            ],
             dtype=torch.float64,
         )
         # Random rotation so no cell vector is axis-aligned.
-        q, _ = torch.linalg.qr(torch.tensor(data.draw(st.lists(st.floats(-1, 1), min_size=9, max_size=9)), dtype=torch.float64).reshape(3, 3) + 2 * torch.eye(3, dtype=torch.float64))
+        q, _ = torch.linalg.qr(
+            torch.tensor(
+                data.draw(st.lists(st.floats(-1, 1), min_size=9, max_size=9)), dtype=torch.float64
+            ).reshape(3, 3)
+            + 2 * torch.eye(3, dtype=torch.float64)
+        )
         cell = cell @ q.T
         n = data.draw(st.integers(1, 24))
-        frac = torch.tensor(data.draw(st.lists(st.floats(-0.5, 1.5), min_size=3 * n, max_size=3 * n)), dtype=torch.float64).reshape(n, 3)
-        states.append(State.from_arrays(frac @ cell, torch.ones(n, dtype=torch.float64), torch.full((n,), 18), cell))
+        frac = torch.tensor(
+            data.draw(st.lists(st.floats(-0.5, 1.5), min_size=3 * n, max_size=3 * n)), dtype=torch.float64
+        ).reshape(n, 3)
+        states.append(
+            State.from_arrays(frac @ cell, torch.ones(n, dtype=torch.float64), torch.full((n,), 18), cell)
+        )
     return concatenate(states)
 
 
@@ -134,7 +147,12 @@ def test_needs_rebuild_at_half_skin() -> None:
 def test_small_cell_has_several_images_of_one_atom() -> None:
     """A 1-atom cell much smaller than the cutoff: every neighbour is an image of itself."""
     a = 2.0
-    state = State.from_arrays(torch.zeros(1, 3, dtype=torch.float64), torch.ones(1), torch.tensor([18]), torch.eye(3, dtype=torch.float64) * a)
+    state = State.from_arrays(
+        torch.zeros(1, 3, dtype=torch.float64),
+        torch.ones(1),
+        torch.tensor([18]),
+        torch.eye(3, dtype=torch.float64) * a,
+    )
     rc = 4.5
     local = SerialDomain().build_local(state, rc)
     nl = NeighborList(rc, 0.0, half=False)

@@ -60,11 +60,16 @@ def test_wrap_is_idempotent_bitwise() -> None:
 
 def test_kinetic_energy_units() -> None:
     """One argon atom moving at 1 Å/fs = 1e5 m/s has KE = ½ m v² = 39.948 amu·(1e5 m/s)²/2."""
-    s = State.from_arrays(torch.zeros(1, 3, dtype=torch.float64), torch.tensor([39.948], dtype=torch.float64), torch.tensor([18]), torch.eye(3) * 10)
+    s = State.from_arrays(
+        torch.zeros(1, 3, dtype=torch.float64),
+        torch.tensor([39.948], dtype=torch.float64),
+        torch.tensor([18]),
+        torch.eye(3) * 10,
+    )
     s.momenta = torch.tensor([[39.948, 0.0, 0.0]], dtype=torch.float64)
     ke_joule = 0.5 * 39.948 * 1.66053906660e-27 * (1e5) ** 2
     assert s.kinetic_energy().item() == pytest.approx(ke_joule / 1.602176634e-19, rel=1e-12)
-    assert units.MVV2E == pytest.approx(103.6427, rel=1e-6)
+    assert pytest.approx(103.6427, rel=1e-6) == units.MVV2E
 
 
 @pytest.mark.parametrize(
@@ -77,12 +82,12 @@ def test_kinetic_energy_units() -> None:
     ],
 )
 def test_validate_names_the_problem(change: dict, message: str) -> None:
-    base = dict(
-        positions=torch.zeros(4, 3, dtype=torch.float64),
-        masses=torch.ones(4, dtype=torch.float64),
-        species=torch.ones(4, dtype=torch.int64),
-        cell=torch.eye(3, dtype=torch.float64) * 5,
-    )
+    base = {
+        "positions": torch.zeros(4, 3, dtype=torch.float64),
+        "masses": torch.ones(4, dtype=torch.float64),
+        "species": torch.ones(4, dtype=torch.int64),
+        "cell": torch.eye(3, dtype=torch.float64) * 5,
+    }
     base.update(change)
     with pytest.raises(ValueError, match=message):
         State.from_arrays(**base)

@@ -157,7 +157,10 @@ class SerialDomain:
         """Owned rows of ``names`` (state fields or ``"unwrapped_positions"``) sorted by tag,
         plus ``tag``; on the writer rank only (here: always)."""
         order = torch.argsort(state.tag)
-        out = {n: (state.unwrapped_positions() if n == "unwrapped_positions" else getattr(state, n))[order] for n in names}
+        out = {
+            n: (state.unwrapped_positions() if n == "unwrapped_positions" else getattr(state, n))[order]
+            for n in names
+        }
         out["tag"] = state.tag[order]
         return out
 

@@ -98,7 +98,9 @@ class MPIDomain:
     # ---------------------------------------------------------------- grid
     def _set_grid(self, grid: tuple[int, int, int]) -> None:
         if math.prod(grid) != self.size:
-            raise ValueError(f"brick grid {grid} has {math.prod(grid)} bricks but the communicator has {self.size} ranks")
+            raise ValueError(
+                f"brick grid {grid} has {math.prod(grid)} bricks but the communicator has {self.size} ranks"
+            )
         self.grid = tuple(int(g) for g in grid)
         self.cart = self.comm.Create_cart(list(self.grid), periods=[True, True, True], reorder=False)
         self.coords = tuple(self.cart.Get_coords(self.rank))
@@ -106,12 +108,18 @@ class MPIDomain:
         for c in itertools.product(*[range(g) for g in self.grid]):
             table[c] = self.cart.Get_cart_rank(list(c))
         self._rank_table = torch.from_numpy(table)
-        self.lo = torch.tensor([c / g for c, g in zip(self.coords, self.grid, strict=True)], dtype=torch.float64)
-        self.hi = torch.tensor([(c + 1) / g for c, g in zip(self.coords, self.grid, strict=True)], dtype=torch.float64)
+        self.lo = torch.tensor(
+            [c / g for c, g in zip(self.coords, self.grid, strict=True)], dtype=torch.float64
+        )
+        self.hi = torch.tensor(
+            [(c + 1) / g for c, g in zip(self.coords, self.grid, strict=True)], dtype=torch.float64
+        )
 
     def _ensure_grid(self, state: State) -> None:
         if state.n_systems != 1:
-            raise ValueError(f"the MPI domain decomposes one system; this state holds {state.n_systems} (batch replicas instead)")
+            raise ValueError(
+                f"the MPI domain decomposes one system; this state holds {state.n_systems} (batch replicas instead)"
+            )
         if self.cart is None:
             widths = tuple(space.perpendicular_widths(state.cell)[0].tolist())
             self._set_grid(choose_grid(self.size, widths))
@@ -174,7 +182,9 @@ class MPIDomain:
                 outgoing.append(None)
                 continue
             idx = torch.nonzero(owner == r).flatten()
-            outgoing.append({f: getattr(state, f)[idx].cpu().numpy() for f in fields} if idx.numel() else None)
+            outgoing.append(
+                {f: getattr(state, f)[idx].cpu().numpy() for f in fields} if idx.numel() else None
+            )
         incoming = self.comm.alltoall(outgoing)
         keep = torch.nonzero(owner == self.rank).flatten()
         parts = {f: [getattr(state, f)[keep]] for f in fields}
@@ -212,7 +222,9 @@ class MPIDomain:
             for direction in (-1, +1):
                 source, dest = self.cart.Shift(d, direction)
                 # Sending to the lower neighbour from the lowest brick crosses the cell boundary.
-                crosses = (direction < 0 and self.coords[d] == 0) or (direction > 0 and self.coords[d] == self.grid[d] - 1)
+                crosses = (direction < 0 and self.coords[d] == 0) or (
+                    direction > 0 and self.coords[d] == self.grid[d] - 1
+                )
                 shift = [0, 0, 0]
                 if crosses:
                     shift[d] = -direction
@@ -285,7 +297,10 @@ class MPIDomain:
     def gather_by_tag(self, state: State, names: list[str]) -> dict[str, torch.Tensor] | None:
         """Owned rows of ``names`` (state fields or ``"unwrapped_positions"``) from every rank, on
         the root rank (the only writer, so two ranks never write one chunk), sorted by tag."""
-        mine = {n: self._np(getattr(state, n) if n != "unwrapped_positions" else state.unwrapped_positions()) for n in names}
+        mine = {
+            n: self._np(getattr(state, n) if n != "unwrapped_positions" else state.unwrapped_positions())
+            for n in names
+        }
         mine["tag"] = self._np(state.tag)
         parts = self.comm.gather(mine, root=0)
         if not self.is_root:

@@ -82,7 +82,9 @@ def abort_on_error(domain: object) -> Iterator[None]:
         clean_exit = isinstance(err, SystemExit) and err.code in (0, None)
         if size > 1 and not clean_exit:
             rank = getattr(domain, "rank", 0)
-            sys.stderr.write(f"ssehpc: rank {rank} of {size} failed, aborting all ranks: {type(err).__name__}: {err}\n")
+            sys.stderr.write(
+                f"ssehpc: rank {rank} of {size} failed, aborting all ranks: {type(err).__name__}: {err}\n"
+            )
             traceback.print_exc(file=sys.stderr)
             sys.stderr.flush()
             sys.stdout.flush()

@@ -81,8 +81,12 @@ class LennardJones(Potential):
         # loudly (NonFiniteError) instead of borrowing another element's parameters.
         k = len(zs)
         nan_row = torch.full((1, k), float("nan"), dtype=torch.float64)
-        eps = torch.cat([torch.cat([eps, nan_row]), torch.full((k + 1, 1), float("nan"), dtype=torch.float64)], dim=1)
-        sig = torch.cat([torch.cat([sig, nan_row]), torch.full((k + 1, 1), float("nan"), dtype=torch.float64)], dim=1)
+        eps = torch.cat(
+            [torch.cat([eps, nan_row]), torch.full((k + 1, 1), float("nan"), dtype=torch.float64)], dim=1
+        )
+        sig = torch.cat(
+            [torch.cat([sig, nan_row]), torch.full((k + 1, 1), float("nan"), dtype=torch.float64)], dim=1
+        )
         type_of_z = torch.full((119,), k, dtype=torch.int64)
         for t, z in enumerate(zs):
             type_of_z[z] = t

@@ -26,12 +26,16 @@ def build_state(opts: dict) -> State:
     # Triclinic: tilt the b and c vectors.
     cell[1, 0], cell[2, 0], cell[2, 1] = 1.3, -0.8, 0.9
     g = torch.Generator().manual_seed(0)
-    pos = torch.tensor(atoms.positions, dtype=torch.float64) + 0.1 * torch.randn(len(atoms), 3, generator=g, dtype=torch.float64)
+    pos = torch.tensor(atoms.positions, dtype=torch.float64) + 0.1 * torch.randn(
+        len(atoms), 3, generator=g, dtype=torch.float64
+    )
     if opts.get("corner"):
         # A crystallite in one corner of a cell three times larger: most bricks stay empty.
         cell = cell * 3.0
     n = len(atoms)
-    state = State.from_arrays(pos, torch.full((n,), 39.948, dtype=torch.float64), torch.full((n,), 18), cell, seed=5)
+    state = State.from_arrays(
+        pos, torch.full((n,), 39.948, dtype=torch.float64), torch.full((n,), 18), cell, seed=5
+    )
     thermo.maxwell_boltzmann(state, SerialDomain(), opts.get("temperature", 300.0))
     return state
 
@@ -53,7 +57,9 @@ def main() -> None:
     with abort_on_error(domain):
         full = build_state(opts)
         state = domain.distribute(full) if hasattr(domain, "distribute") else full
-        forces = ForceCompute(LennardJones(cutoff=opts.get("cutoff", 6.0)), domain, skin=opts.get("skin", 0.5))
+        forces = ForceCompute(
+            LennardJones(cutoff=opts.get("cutoff", 6.0)), domain, skin=opts.get("skin", 0.5)
+        )
         integrator = make_integrator(opts)
         forces.compute(state)
         integrator.attach(state, forces)
@@ -75,7 +81,13 @@ def main() -> None:
             rows = {n: getattr(state, n)[order] for n in names}
         counts = domain.allreduce_sum(torch.tensor([float(migrated)]))
         if domain.is_root:
-            rows.update(energy=state.energy, virial=state.virial, builds=forces.nl.n_builds, migrated=float(counts[0]), size=domain.size)
+            rows.update(
+                energy=state.energy,
+                virial=state.virial,
+                builds=forces.nl.n_builds,
+                migrated=float(counts[0]),
+                size=domain.size,
+            )
             torch.save(rows, out_path)
 
 

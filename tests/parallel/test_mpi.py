@@ -16,7 +16,10 @@ import torch
 DRIVER = Path(__file__).with_name("mpi_driver.py")
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.prefix) / "bin")) or shutil.which("mpiexec")
 
-pytestmark = [pytest.mark.mpi, pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed (pip install mpich)")]
+pytestmark = [
+    pytest.mark.mpi,
+    pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed (pip install mpich)"),
+]
 
 
 def run(n: int, out: Path, timeout: float = 300, **opts) -> subprocess.CompletedProcess:
@@ -44,7 +47,7 @@ def assert_same_trajectory(ref: dict, other: dict, tol: float = 1e-9) -> None:
 
 @pytest.mark.parametrize("n", [2, 4])
 def test_lj_nve_same_trajectory_as_one_rank(tmp_path: Path, n: int) -> None:
-    opts = dict(steps=200, integrator="nve")
+    opts = {"steps": 200, "integrator": "nve"}
     ref = result(1, tmp_path, **opts)
     par = result(n, tmp_path, **opts)
     assert par["size"] == n
@@ -56,7 +59,7 @@ def test_lj_nve_same_trajectory_as_one_rank(tmp_path: Path, n: int) -> None:
 @pytest.mark.slow
 def test_eight_ranks_with_ghost_forwarding(tmp_path: Path) -> None:
     """8 ranks on a 15.8 Å cell with a 9 Å ghost shell: bricks narrower than the shell."""
-    opts = dict(steps=100, repeat=3, cutoff=8.5, integrator="nve")
+    opts = {"steps": 100, "repeat": 3, "cutoff": 8.5, "integrator": "nve"}
     ref = result(1, tmp_path, **opts)
     par = result(8, tmp_path, **opts)
     assert_same_trajectory(ref, par)
@@ -64,14 +67,14 @@ def test_eight_ranks_with_ghost_forwarding(tmp_path: Path) -> None:
 
 def test_one_rank_mpi_domain_equals_serial_domain(tmp_path: Path) -> None:
     """The MPI domain on one rank sends ghosts to itself and must reproduce the serial domain."""
-    opts = dict(steps=50, repeat=3, cutoff=8.5, integrator="nve")
+    opts = {"steps": 50, "repeat": 3, "cutoff": 8.5, "integrator": "nve"}
     ref = result(1, tmp_path, **opts)
     par = result(1, tmp_path / "m", require_mpi=True, **opts) if (tmp_path / "m").mkdir() is None else None
     assert_same_trajectory(ref, par)
 
 
 def test_empty_bricks(tmp_path: Path) -> None:
-    opts = dict(steps=30, corner=True, integrator="nve", temperature=20.0)
+    opts = {"steps": 30, "corner": True, "integrator": "nve", "temperature": 20.0}
     ref = result(1, tmp_path, **opts)
     par = result(4, tmp_path, **opts)
     assert_same_trajectory(ref, par)
@@ -92,7 +95,11 @@ def test_rank_count_mismatch_is_refused(tmp_path: Path) -> None:
     env = dict(os.environ, SSEHPC_NRANKS="2")
     proc = subprocess.run(
         [sys.executable, str(DRIVER), str(tmp_path / "y.pt"), json.dumps({"steps": 1})],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode != 0
     assert "2 MPI ranks were requested but MPI.COMM_WORLD has 1" in proc.stderr

@@ -17,7 +17,10 @@ from ssehpc.io.checkpoint import read_checkpoint
 from ssehpc.io.zarr_store import RunStore
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.prefix) / "bin")) or shutil.which("mpiexec")
-pytestmark = [pytest.mark.mpi, pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed (pip install mpich)")]
+pytestmark = [
+    pytest.mark.mpi,
+    pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed (pip install mpich)"),
+]
 
 SPEC = {
     "run_id": "ar",
