@@ -1,0 +1,30 @@
+"""Machine-learned force fields: the Cartesian-moment model, committees, training, ASE interop.
+
+* :class:`MomentPotential` / :class:`Committee` — the built-in strictly local model
+  (``ssehpc/ml/model.py``, ``committee.py``); :func:`load` reads a saved model.
+* :func:`train` / :func:`train_main` / :class:`TrainConfig` — training from extxyz / ASE databases.
+* :class:`SSEHPCCalculator` — an ASE calculator for any ssehpc potential.
+* :class:`ASECalculatorPotential`, :class:`TorchScriptPotential` — drive ssehpc MD with an ASE
+  calculator (e.g. CHGNet) or a TorchScript module.
+"""
+
+from ssehpc.ml.adapters import ASECalculatorPotential, TorchScriptPotential
+from ssehpc.ml.calculator import SSEHPCCalculator
+from ssehpc.ml.committee import Committee, force_deviation
+from ssehpc.ml.model import ModelSpec, MomentPotential, load
+from ssehpc.ml.train import TrainConfig, TrainResult, train, train_main
+
+__all__ = [
+    "ASECalculatorPotential",
+    "Committee",
+    "ModelSpec",
+    "MomentPotential",
+    "SSEHPCCalculator",
+    "TorchScriptPotential",
+    "TrainConfig",
+    "TrainResult",
+    "force_deviation",
+    "load",
+    "train",
+    "train_main",
+]

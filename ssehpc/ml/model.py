@@ -1,0 +1,760 @@
+"""A strictly local, Cartesian-moment ML potential (``MomentPotential``) for K stacked members.
+
+Energy is a sum of atomic energies; atom ``i`` sees its neighbours ``j`` with ``r_ij < r_c``
+(one cutoff, ``hops = 0``).  The pipeline, with the symbols used in the code:
+
+1. **Parameter-free pair basis** (computed once per evaluation, shared by every committee member)
+
+   .. math::
+
+       φ_{n k}(\\mathbf r_{ij}) = B_n(r_{ij})\\, Y_k(\\hat{\\mathbf r}_{ij}),\\qquad
+       B_n(r) = \\sqrt{2/r_c}\\,\\frac{\\sin(nπ r/r_c)}{r}\\, f_c(r/r_c),\\qquad
+       f_c(d) = 1 − 28d^6 + 48d^7 − 21d^8
+
+   ``B_n`` are Bessel functions times the DimeNet polynomial envelope (``f_c`` and its first two
+   derivatives vanish at ``r_c``, so forces and their derivatives are continuous).  ``Y_k`` are
+   the Cartesian monomials ``u_x^a u_y^b u_z^c`` (``a+b+c = l ≤ l_max``) scaled by
+   ``sqrt(l!/(a! b! c!))`` so that a plain dot product of two l-blocks is the full tensor
+   contraction ``Σ_{α…} T_{α…} S_{α…}``.
+
+2. **Element-resolved atomic moments** (the MTP / ACE "atomic base")
+
+   .. math::  A_{i, z, n, k} = \\frac{1}{\\bar N}\\sum_{j:\\, z_j = z} φ_{nk}(\\mathbf r_{ij})
+
+   one ``index_add`` over pairs into slot ``(i, z_j)``; ``\\bar N`` is the average neighbour count
+   of the training data.
+
+3. **Learned channel mixing** per member ``m`` and moment rank ``l``:
+   ``M^{m}_{l,i,c} = Σ_{z,n} W^{m,l}_{(z,n),c} A_{i,z,n,k∈l}`` (``mixing="neighbour"``, like
+   DeePMD's ``type_one_side``; with ``mixing="pair"`` the weights also depend on the centre's
+   element) — the same as learning a radial function per neighbour element (or element pair) and
+   rank, but done *after* the pair sum, so the pair work does not depend on the weights and a
+   committee shares it.
+
+4. **Invariants** of the moment tensors ``M_0`` (scalar), ``M_1`` (vector), ``M_2``, ``M_3``
+   (symmetric rank-2/3 tensors).  ``contraction="gram"``: ``M_0^c``, every ``M_l^c · M_l^d``
+   (``c ≤ d``, three-body) and ``M_1^c · M_2^d · M_1^c`` (four-body).  ``contraction="channelwise"``:
+   ``M_0^c``, ``M_l^{c,a} · M_l^{c,b}`` of two independently mixed copies, and
+   ``M_1^{c,a} · M_2^{c,c} · M_1^{c,a}`` — C invariants per rank, element-wise products only.
+   Rotations act on ``M_l`` as orthogonal maps, so full contractions are invariant; translation and
+   permutation invariance hold because only ``r_ij`` and sums over neighbours enter.
+
+5. **Atomic energy** ``E_i = e_{z_i} + s · MLP(x_i, z_i)`` with ``x_i`` the standardised invariants,
+   an MLP whose first layer has a per-element bias and whose read-out is per element, ``e_z`` the
+   least-squares reference energies and ``s`` an energy scale (both set by training).
+
+**Forces without autograd through the pairs.**  Autograd gives ``G = ∂E/∂A`` (per member, one
+backward through the small per-atom network); the pair gradient then follows in closed form,
+
+.. math::
+
+    \\mathbf g_{ij} = \\frac{∂E}{∂\\mathbf r_{ij}}
+      = \\hat{\\mathbf r}\\sum_k Y_k \\sum_n G_{nk} B'_n
+        + \\frac{1}{r}\\big(\\mathbb 1 − \\hat{\\mathbf r}\\hat{\\mathbf r}^{\\mathsf T}\\big)\\,
+          ∇_{\\hat{\\mathbf r}}\\, p(\\hat{\\mathbf r}),\\qquad
+    p(\\hat{\\mathbf r}) = \\sum_k h_k Y_k(\\hat{\\mathbf r}),\\quad h_k = \\sum_n G_{nk} B_n
+
+where the gradient of the polynomial ``p`` is ``H_1 + 2 H_2·û + 3 (H_3·û)·û`` for the symmetric
+tensors ``H_l`` that ``h`` represents, and the projection removes the radial part
+(``û·∇p = Σ_l l p_l``, Euler).  Then ``F_j −= g_ij``, ``F_i += g_ij`` and the virial is
+``W = −Σ_pairs r_ij ⊗ g_ij``.  ``G`` keeps its graph when training, so force losses are
+differentiable.  Ghost rows receive forces through ``j``; the domain's reverse sum adds them to
+their owners, which makes owned+ghost evaluation equal to the periodic one (and MPI-ready).
+
+Every parameter and buffer carries a leading member axis ``K`` (``K = 1`` for a single model), so
+a :class:`~ssehpc.ml.committee.Committee` is the same module with ``K > 1``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from ase.data import atomic_numbers, chemical_symbols
+from torch import nn
+
+from ssehpc.neighbors import NeighborList
+from ssehpc.parallel.domain import LocalAtoms
+from ssehpc.potentials.base import Potential, PotentialOutput
+
+#: Version of the model file layout written by :meth:`MomentPotential.save`.
+FILE_FORMAT = "ssehpc-moment-potential"
+FILE_VERSION = 1
+_MAX_Z = 119
+_UNKNOWN = 1 << 40
+
+
+# ------------------------------------------------------------------------------------ hyperparameters
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture hyperparameters (JSON-able; stored in model files).
+
+    Attributes:
+        species: atomic numbers the model knows (sorted).
+        cutoff: r_c, Å.
+        n_radial: number of Bessel functions ``B_n``.
+        lmax: highest moment rank (0..3).
+        channels: mixed channels ``c`` per moment rank.
+        mixing: ``"neighbour"`` (channel weights depend on the neighbour's element, as DeePMD's
+            ``type_one_side``; one GEMM per rank) or ``"pair"`` (on the centre's element too).
+        contraction: ``"channelwise"`` (``M_l^{c,a}·M_l^{c,b}``: C invariants per rank, cheap) or
+            ``"gram"`` (all ``M_l^c·M_l^d``, ``c ≤ d``: C(C+1)/2 per rank).
+        four_body: add the ``M_1·M_2·M_1`` invariants (needs ``lmax ≥ 2``).
+        hidden: widths of the MLP hidden layers.
+        avg_neighbors: ``N̄``, average number of neighbours within ``r_c`` (set from data).
+        n_members: committee size ``K``.
+        core_inner, core_outer: Å; if ``core_outer > 0`` a fixed ZBL screened-nuclear repulsion
+            acts at ``r < core_outer`` (full below ``core_inner``, switched off smoothly between),
+            a safety net where no training data can exist (atoms pushed unphysically close).
+    """
+
+    species: tuple[int, ...]
+    cutoff: float = 5.0
+    n_radial: int = 8
+    lmax: int = 2
+    channels: int = 8
+    mixing: str = "neighbour"
+    contraction: str = "gram"
+    four_body: bool = True
+    hidden: tuple[int, ...] = (64, 64)
+    avg_neighbors: float = 20.0
+    n_members: int = 1
+    core_inner: float = 0.0
+    core_outer: float = 0.0
+
+    def __post_init__(self) -> None:
+        species = tuple(sorted({_z(s) for s in self.species}))
+        object.__setattr__(self, "species", species)
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if not species:
+            raise ValueError("ModelSpec.species must name at least one element")
+        if not self.cutoff > 0:
+            raise ValueError(f"cutoff must be positive (Å), got {self.cutoff}")
+        if not 0 <= self.lmax <= 3:
+            raise ValueError(f"lmax must be 0, 1, 2 or 3, got {self.lmax}")
+        if self.four_body and self.lmax < 2:
+            raise ValueError("four_body invariants need lmax >= 2")
+        if self.mixing not in ("neighbour", "pair"):
+            raise ValueError(f"mixing must be 'neighbour' or 'pair', got {self.mixing!r}")
+        if self.contraction not in ("channelwise", "gram"):
+            raise ValueError(f"contraction must be 'channelwise' or 'gram', got {self.contraction!r}")
+        for name in ("n_radial", "channels", "n_members"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must be a non-empty list of positive widths, got {self.hidden}")
+        if self.core_outer > 0 and not 0 <= self.core_inner < self.core_outer <= self.cutoff:
+            raise ValueError(
+                f"need 0 <= core_inner < core_outer <= cutoff, got {self.core_inner}, {self.core_outer}, {self.cutoff}"
+            )
+        if not self.avg_neighbors > 0:
+            raise ValueError(f"avg_neighbors must be positive, got {self.avg_neighbors}")
+
+    @property
+    def n_types(self) -> int:
+        return len(self.species)
+
+    @property
+    def n_angular(self) -> int:
+        """Number of Cartesian components ``Y_k`` up to ``lmax``: 1, 4, 10, 20."""
+        return sum((rank + 1) * (rank + 2) // 2 for rank in range(self.lmax + 1))
+
+    @property
+    def n_features(self) -> int:
+        c = self.channels
+        if self.contraction == "gram":
+            return c + self.lmax * c * (c + 1) // 2 + (c * c if self.four_body else 0)
+        return c * (1 + self.lmax + int(self.four_body))
+
+    def mixed_channels(self, rank: int) -> int:
+        """Channels mixed for moment rank ``l``: ``C`` (gram, and l = 0); ``2C`` for the two sides of
+        a channel-wise product (+ ``C`` for the rank-2 side of the four-body term)."""
+        c = self.channels
+        if self.contraction == "gram" or rank == 0:
+            return c
+        return 3 * c if (rank == 2 and self.four_body) else 2 * c
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["species"] = list(self.species)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        return cls(**{**d, "species": tuple(d["species"]), "hidden": tuple(d["hidden"])})
+
+
+def _z(symbol_or_z: str | int) -> int:
+    if isinstance(symbol_or_z, str):
+        if symbol_or_z not in atomic_numbers:
+            raise ValueError(f"unknown element symbol {symbol_or_z!r}")
+        return atomic_numbers[symbol_or_z]
+    z = int(symbol_or_z)
+    if not 0 < z < _MAX_Z:
+        raise ValueError(f"atomic number must be in 1..118, got {z}")
+    return z
+
+
+# ------------------------------------------------------------------------------------ pair basis
+def bessel_basis(r: torch.Tensor, cutoff: float, n_radial: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``B_n(r)`` and ``dB_n/dr`` (``[P, n_radial]``, Å⁻¹ and Å⁻²), ``n = 1..n_radial``.
+
+    ``B_n = sqrt(2/r_c) sin(nπr/r_c)/r · f_c(r/r_c)``, ``f_c(d) = 1 − 28d⁶ + 48d⁷ − 21d⁸``.
+    """
+    n = torch.arange(1, n_radial + 1, dtype=r.dtype, device=r.device)
+    k = n * (math.pi / cutoff)  # [N]
+    kr = r[:, None] * k
+    inv_r = 1.0 / r[:, None]
+    sin, cos = torch.sin(kr), torch.cos(kr)
+    d = (r / cutoff)[:, None]
+    d2 = d * d
+    d5 = d2 * d2 * d
+    d6 = d5 * d
+    fc = 1.0 - 28.0 * d6 + 48.0 * d6 * d - 21.0 * d6 * d2
+    dfc = (-168.0 * d5 + 336.0 * d6 - 168.0 * d6 * d) / cutoff
+    norm = math.sqrt(2.0 / cutoff)
+    s = sin * inv_r  # sin(kr)/r
+    ds = (k * cos - s) * inv_r  # d/dr [sin(kr)/r]
+    return norm * s * fc, norm * (ds * fc + s * dfc)
+
+
+def angular_tables(lmax: int) -> dict[str, torch.Tensor]:
+    """Index tables between the compact monomials ``Y_k`` and full Cartesian powers ``û^{⊗l}``.
+
+    Full powers are laid out ``[1, u_a, u_a u_b, u_a u_b u_c]`` (1 + 3 + 9 + 27 columns).  Returns
+
+    * ``rep [K]``: one full column per monomial ``k`` (ordered by rank, then descending
+      exponents of x, y: offsets 0, 1, 4, 10);
+    * ``coef [K]``: ``sqrt(l!/(a!b!c!))``, so that ``Y_k = coef_k · û^α``;
+    * ``sym [F]`` and ``weight [F]``: for every full column ``f`` its monomial and ``1/coef``, so that
+      ``H_f = h_{sym(f)} · weight_f`` is the symmetric tensor with ``Σ_f H_f û^{⊗l}_f = Σ_k h_k Y_k``.
+    """
+    full = [()]
+    for deg in range(1, lmax + 1):
+        full += list(itertools.product(range(3), repeat=deg))
+    exps = [
+        (a, b, deg - a - b)
+        for deg in range(lmax + 1)
+        for a in range(deg, -1, -1)
+        for b in range(deg - a, -1, -1)
+    ]
+
+    def exponents(idx: tuple[int, ...]) -> tuple[int, int, int]:
+        return (idx.count(0), idx.count(1), idx.count(2))
+
+    rep = [next(f for f, idx in enumerate(full) if exponents(idx) == e) for e in exps]
+    coef = [math.sqrt(math.factorial(sum(e)) / math.prod(math.factorial(x) for x in e)) for e in exps]
+    sym = [exps.index(exponents(idx)) for idx in full]
+    return {
+        "rep": torch.tensor(rep, dtype=torch.int64),
+        "coef": torch.tensor(coef, dtype=torch.float64),
+        "sym": torch.tensor(sym, dtype=torch.int64),
+        "weight": torch.tensor([1.0 / coef[k] for k in sym], dtype=torch.float64),
+    }
+
+
+def full_powers(u: torch.Tensor, lmax: int) -> torch.Tensor:
+    """``[P, 1 + 3 + … + 3^lmax]``: ``1, û, û⊗û, û⊗û⊗û`` flattened (row-major)."""
+    cols = [torch.ones_like(u[:, :1])]
+    cur = u.new_ones((u.shape[0], 1))
+    for _ in range(lmax):
+        cur = (cur[:, :, None] * u[:, None, :]).reshape(u.shape[0], 3 * cur.shape[1])
+        cols.append(cur)
+    return torch.cat(cols, dim=1)
+
+
+def polynomial_gradient(h_full: torch.Tensor, u: torch.Tensor, lmax: int) -> torch.Tensor:
+    """``∇_û Σ_f H_f û^{⊗l}_f`` ``[P, K, 3]`` for symmetric full tensors ``h_full`` ``[P, K, F]``:
+    ``H_1 + 2 H_2·û + 3 (H_3·û)·û``."""
+    p, k = h_full.shape[:2]
+    grad = h_full.new_zeros((p, k, 3))
+    if lmax >= 1:
+        grad = grad + h_full[..., 1:4]
+    if lmax >= 2:
+        h2 = h_full[..., 4:13].reshape(p, k, 3, 3)
+        grad = grad + 2.0 * (h2 * u[:, None, None, :]).sum(-1)
+    if lmax >= 3:
+        h3 = h_full[..., 13:40].reshape(p, k, 3, 3, 3)
+        grad = grad + 3.0 * ((h3 * u[:, None, None, None, :]).sum(-1) * u[:, None, None, :]).sum(-1)
+    return grad
+
+
+def _sym_outer(v: torch.Tensor) -> torch.Tensor:
+    """``v ⊗ v`` ``[..., 6]`` in the scaled symmetric basis ``[xx, √2xy, √2xz, yy, √2yz, zz]`` of the
+    rank-2 moments, so ``⟨v⊗v, M_2⟩ = v·M_2·v`` is a plain dot product."""
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    r2 = 2.0**0.5
+    return torch.stack([x * x, r2 * x * y, r2 * x * z, y * y, r2 * y * z, z * z], dim=-1)
+
+
+# ------------------------------------------------------------------------------------ the module
+class MomentPotential(Potential):
+    """Cartesian-moment ML potential with ``K`` stacked members (see the module docstring).
+
+    ``forward`` returns the member mean; a :class:`~ssehpc.ml.committee.Committee` adds the
+    per-member forces.  Float32 by default (``.double()`` for float64); device-agnostic.
+
+    Args:
+        spec: architecture (:class:`ModelSpec`).
+        seed: seed of the weight initialisation (member ``m`` draws from ``seed + m``).
+    """
+
+    half_list = False
+    hops = 0
+    #: Per-pair gradient entries (pairs × N × K × n_ang) processed at once in the force pass.
+    pair_chunk: int = 1 << 20
+
+    def __init__(self, spec: ModelSpec, *, seed: int = 0) -> None:
+        super().__init__()
+        self.spec = spec
+        self.cutoff = float(spec.cutoff)
+        self.species = spec.species
+        self.metadata: dict[str, Any] = {}
+        self._checked_species: torch.Tensor | None = None
+        self._compiled: dict[str, Any] | None = None
+        k, t, c, f = spec.n_members, spec.n_types, spec.channels, spec.n_features
+        # Unknown elements map far out of range, so an unchecked one fails loudly in any gather.
+        type_of_z = torch.full((_MAX_Z,), _UNKNOWN, dtype=torch.int64)
+        for i, z in enumerate(spec.species):
+            type_of_z[z] = i
+        self.register_buffer("type_of_z", type_of_z, persistent=False)
+        self.register_buffer("z_of_type", torch.tensor(spec.species, dtype=torch.int64), persistent=False)
+        for name, table in angular_tables(spec.lmax).items():
+            self.register_buffer(f"ang_{name}", table, persistent=False)
+        # Gram matrices: upper triangle c <= d, as flat indices into [C, C].
+        iu = torch.triu_indices(c, c)
+        self.register_buffer("triu", iu[0] * c + iu[1], persistent=False)
+        self._rank_slices = [
+            (r * (r + 1) * (r + 2) // 6, (r + 1) * (r + 2) // 2) for r in range(spec.lmax + 1)
+        ]
+
+        na = t * spec.n_radial
+        # Learned parameters, all stacked over members.
+        tc = t if spec.mixing == "pair" else 1
+        self.mix = nn.ParameterList(
+            [nn.Parameter(torch.empty(k, tc, na, spec.mixed_channels(r))) for r in range(spec.lmax + 1)]
+        )
+        widths = [f, *spec.hidden]
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.empty(k, a, b)) for a, b in itertools.pairwise(widths)]
+        )
+        self.bias0 = nn.Parameter(torch.zeros(k, t, spec.hidden[0]))
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(k, 1, h)) for h in spec.hidden[1:]])
+        self.readout = nn.Parameter(torch.empty(k, spec.hidden[-1], t))
+        # Set by training (data statistics); stacked over members.
+        self.register_buffer("feature_mean", torch.zeros(k, f))
+        self.register_buffer("feature_std", torch.ones(k, f))
+        self.register_buffer("energy_ref", torch.zeros(k, t))
+        self.register_buffer("energy_scale", torch.ones(k))
+        self.reset_parameters(seed)
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def n_members(self) -> int:
+        return self.spec.n_members
+
+    @torch.no_grad()
+    def reset_parameters(self, seed: int = 0) -> None:
+        """Random weights (member ``m`` from ``torch.Generator().manual_seed(seed + m)``)."""
+        for m in range(self.n_members):
+            g = torch.Generator().manual_seed(int(seed) + m)
+
+            def draw(p: torch.Tensor, fan_in: int, gain: float = 1.0, g: torch.Generator = g) -> None:
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * (gain / math.sqrt(fan_in)))
+
+            for w in self.mix:
+                draw(w[m], self.spec.n_radial)
+            for w in self.weights:
+                draw(w[m], w.shape[1], gain=1.7)  # SiLU gain
+            draw(self.readout[m], self.readout.shape[1], gain=0.1)
+            self.bias0[m].zero_()
+            for b in self.biases:
+                b[m].zero_()
+
+    # ------------------------------------------------------------------ per-atom network
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.readout.dtype
+
+    def rank_blocks(self, a: torch.Tensor) -> list[torch.Tensor]:
+        """Atomic moments ``a`` ``[n, T·N, n_ang]`` split by rank into GEMM-ready ``[n·d_l, T·N]``."""
+        n, na, _ = a.shape
+        return [a[:, :, off : off + d].transpose(1, 2).reshape(n * d, na) for off, d in self._rank_slices]
+
+    def features(self, a: torch.Tensor, centre_type: torch.Tensor) -> torch.Tensor:
+        """Invariants ``[K, n, F]`` of atomic moments ``a`` ``[n, T·N, n_ang]`` (for statistics)."""
+        kk = self.n_members
+        return self.invariants([b.expand(kk, -1, -1) for b in self.rank_blocks(a)], centre_type)
+
+    def invariants(self, blocks: list[torch.Tensor], centre_type: torch.Tensor) -> torch.Tensor:
+        """Rotation-invariant features ``[K, n, F]`` from the rank blocks of the atomic moments
+        (``[K, n·d_l, T·N]`` each; the same for every member — the member axis is there so that one
+        backward gives every member's ``∂E_m/∂A``)."""
+        spec = self.spec
+        n = centre_type.shape[0]
+        kk = blocks[0].shape[0]
+        t = spec.n_types
+        moments = []
+        for rank, (_, d) in enumerate(self._rank_slices):
+            c = spec.mixed_channels(rank)
+            w = self.mix[rank]  # [K, T_centre or 1, T·N, C_l]
+            if spec.mixing == "neighbour":
+                m = torch.bmm(blocks[rank], w[:, 0]).view(kk, n, d, c)
+            else:  # mix for every centre element in one GEMM, then pick the centre's
+                w = w.permute(0, 2, 1, 3).reshape(kk, -1, t * c)
+                m_all = torch.bmm(blocks[rank], w).view(kk, n, d, t, c)
+                m = m_all.gather(3, centre_type.view(1, n, 1, 1, 1).expand(kk, n, d, 1, c)).squeeze(3)
+            moments.append(m.transpose(2, 3))  # [K, n, C_l, d]
+        c = spec.channels
+        feats = [moments[0][..., 0]]
+        if spec.contraction == "gram":
+            # [K, n, C, C] products per atom: tiny GEMMs in eager mode, fused loops when compiled
+            fused = self._compiled is not None
+            for ml in moments[1:]:
+                gram = (
+                    (ml[:, :, :, None, :] * ml[:, :, None, :, :]).sum(-1)
+                    if fused
+                    else ml @ ml.transpose(-1, -2)
+                )
+                feats.append(gram.flatten(-2).index_select(-1, self.triu))  # M_l^c · M_l^d, c <= d
+            if spec.four_body:
+                o6, m2 = _sym_outer(moments[1]), moments[2]
+                four = (
+                    (o6[:, :, :, None, :] * m2[:, :, None, :, :]).sum(-1)
+                    if fused
+                    else o6 @ m2.transpose(-1, -2)
+                )
+                feats.append(four.flatten(-2))
+        else:
+            feats.extend(
+                (ml[:, :, :c] * ml[:, :, c : 2 * c]).sum(-1) for ml in moments[1:]
+            )  # M^{c,a}·M^{c,b}
+            if spec.four_body:
+                feats.append((_sym_outer(moments[1][:, :, :c]) * moments[2][:, :, 2 * c :]).sum(-1))
+        return torch.cat(feats, dim=-1)
+
+    def atomic_energies(self, blocks: list[torch.Tensor], centre_type: torch.Tensor) -> torch.Tensor:
+        """``[K, n]`` eV: ``E_i = e_{z_i} + s · MLP(x_i, z_i)``."""
+        x = (self.invariants(blocks, centre_type) - self.feature_mean[:, None, :]) / self.feature_std[
+            :, None, :
+        ]
+        h = torch.nn.functional.silu(torch.bmm(x, self.weights[0]) + self.bias0[:, centre_type])
+        for w, b in zip(self.weights[1:], self.biases, strict=True):
+            h = torch.nn.functional.silu(torch.baddbmm(b, h, w))
+        out = torch.bmm(h, self.readout)  # [K, n, T]
+        k = out.shape[0]
+        e = out.gather(2, centre_type[None, :, None].expand(k, -1, 1)).squeeze(2)
+        return self.energy_ref[:, centre_type] + self.energy_scale[:, None] * e
+
+    # ------------------------------------------------------------------ core evaluation
+    def atomic_moments(
+        self, rij: torch.Tensor, i: torch.Tensor, j: torch.Tensor, types: torch.Tensor, n_centres: int
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``A`` ``[n_centres, T·N, n_ang]`` and the per-pair basis kept for the force pass."""
+        spec = self.spec
+        r = torch.linalg.vector_norm(rij, dim=1)
+        inv_r = 1.0 / r
+        u = rij * inv_r[:, None]
+        b, db = bessel_basis(r, self.cutoff, spec.n_radial)
+        y = full_powers(u, spec.lmax).index_select(1, self.ang_rep) * self.ang_coef.to(u.dtype)
+        slot = i * spec.n_types + types[j]
+        phi = (b[:, :, None] * y[:, None, :]).reshape(r.shape[0], spec.n_radial * spec.n_angular)
+        a = torch.zeros((n_centres * spec.n_types, phi.shape[1]), dtype=rij.dtype, device=rij.device)
+        a.index_add_(0, slot, phi)
+        a = (a * (1.0 / spec.avg_neighbors)).view(n_centres, spec.n_types * spec.n_radial, spec.n_angular)
+        return a, (slot, b, db, y, u, inv_r)
+
+    def evaluate(
+        self,
+        rij: torch.Tensor,
+        i: torch.Tensor,
+        j: torch.Tensor,
+        types: torch.Tensor,
+        n_centres: int,
+        n_rows: int,
+        *,
+        create_graph: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-member atomic energies, forces and pair gradients.
+
+        Args:
+            rij: ``[P, 3]`` Å, ``x_j − x_i`` for pairs with ``r_ij < r_c`` (model dtype).
+            i: ``[P]`` centre rows, ``< n_centres``.
+            j: ``[P]`` neighbour rows, ``< n_rows``.
+            types: ``[n_rows]`` type index (``type_of_z[species]``).
+            n_centres: rows that get an energy (owned atoms).
+            n_rows: rows that can receive a force (owned + ghost, or owners when ``j`` is
+                already mapped to periodic owners as in training).
+            create_graph: keep the graph of the forces (training).
+
+        Returns:
+            ``energies [K, n_centres]`` eV, ``forces [n_rows, K, 3]`` eV/Å and
+            ``g = ∂E/∂r_ij`` ``[P, K, 3]`` eV/Å (virial ``W = −Σ r_ij ⊗ g``).
+        """
+        kk = self.spec.n_members
+        centre_type = types[:n_centres]
+        fast = (
+            self._compiled if (self._compiled and not create_graph and not torch.is_grad_enabled()) else None
+        )
+        if fast is not None:
+            a, basis = fast["moments"](rij, i, j, types, n_centres)
+            e, grads = fast["energy_and_grad"](a, centre_type)
+            forces, g = self.pair_forces(grads, basis, i, j, n_rows, gradient=fast["pair_gradient"])
+        else:
+            with torch.no_grad():
+                a, basis = self.atomic_moments(rij.detach(), i, j, types, n_centres)
+                blocks = self.rank_blocks(a)
+            with torch.enable_grad():
+                blocks = [b.expand(kk, -1, -1).requires_grad_(True) for b in blocks]
+                e = self.atomic_energies(blocks, centre_type)
+                grads = torch.autograd.grad(e.sum(), blocks, create_graph=create_graph)
+            if not create_graph:
+                e = e.detach()
+            forces, g = self.pair_forces(list(grads), basis, i, j, n_rows)
+        if self.spec.core_outer > 0:
+            u, inv_r = basis[4], basis[5]
+            phi, dphi = self.core_repulsion(inv_r, types[i], types[j])
+            # Each physical pair appears twice in a full list (once per centre): half each.
+            e = e + torch.zeros_like(e[0]).index_add(0, i, 0.5 * phi)[None]
+            g_core = (0.5 * dphi)[:, None] * u
+            forces = (
+                forces
+                + (torch.zeros_like(forces[:, 0]).index_add(0, i, g_core).index_add(0, j, -g_core))[:, None]
+            )
+            g = g + g_core[:, None]
+        return e, forces, g
+
+    def core_repulsion(
+        self, inv_r: torch.Tensor, type_i: torch.Tensor, type_j: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ZBL repulsion switched off between ``core_inner`` and ``core_outer``: ``φ`` (eV) and
+        ``dφ/dr`` (eV/Å) per pair.
+
+        .. math::
+
+            φ(r) = \\frac{Z_i Z_j e^2}{4πε_0 r} \\sum_k c_k e^{-b_k r/a} \\; S(r),\\quad
+            a = \\frac{0.46850}{Z_i^{0.23} + Z_j^{0.23}},\\quad S = 1 − x^3(10 − 15x + 6x^2)
+
+        with ``x = (r − r_in)/(r_out − r_in)`` clamped to [0, 1] (``S`` is C² at both ends).
+        """
+        spec = self.spec
+        z = self.z_of_type.to(inv_r.dtype)
+        zi, zj = z[type_i], z[type_j]
+        r = 1.0 / inv_r
+        a = 0.46850 / (zi**0.23 + zj**0.23)
+        c = torch.tensor([0.18175, 0.50986, 0.28022, 0.02817], dtype=r.dtype, device=r.device)
+        b = torch.tensor([3.19980, 0.94229, 0.40290, 0.20162], dtype=r.dtype, device=r.device)
+        ex = c * torch.exp(-b * (r / a)[:, None])  # [P, 4]
+        screen = ex.sum(1)
+        dscreen = -(ex * b).sum(1) / a
+        coulomb = 14.399645 * zi * zj * inv_r
+        zbl = coulomb * screen
+        dzbl = coulomb * (dscreen - screen * inv_r)
+        x = ((r - spec.core_inner) / (spec.core_outer - spec.core_inner)).clamp(0.0, 1.0)
+        sw = 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
+        dsw = -30.0 * x * x * (1.0 - x) ** 2 / (spec.core_outer - spec.core_inner)
+        return zbl * sw, dzbl * sw + zbl * dsw
+
+    def pair_forces(
+        self,
+        grads: list[torch.Tensor],
+        basis: tuple[torch.Tensor, ...],
+        i: torch.Tensor,
+        j: torch.Tensor,
+        n_rows: int,
+        *,
+        gradient: Any = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forces ``[n_rows, K, 3]`` (``F_j −= g_ij``, ``F_i += g_ij``) and ``g`` ``[P, K, 3]``.
+
+        Pairs are processed in chunks of about :attr:`pair_chunk` per-pair gradient entries, so
+        the ``[P, N, K·n_ang]`` intermediates stay in cache (CPU) / bounded in memory (GPU).
+        ``gradient`` replaces :meth:`pair_gradient` (its compiled version).
+        """
+        gradient = gradient or self.pair_gradient
+        slot, b, db, y, u, inv_r = basis
+        grad_slots = self.slot_gradients(grads)
+        per_pair = grad_slots.shape[1]
+        n_pairs = slot.shape[0]
+        step = max(1, self.pair_chunk // max(per_pair, 1))
+        if n_pairs <= step:
+            g = gradient(grad_slots, slot, b, db, y, u, inv_r)
+        else:
+            g = torch.cat(
+                [
+                    gradient(grad_slots, *(x[s : s + step] for x in (slot, b, db, y, u, inv_r)))
+                    for s in range(0, n_pairs, step)
+                ]
+            )
+        forces = torch.zeros((n_rows, g.shape[1], 3), dtype=g.dtype, device=g.device)
+        return forces.index_add(0, i, g).index_add(0, j, -g), g
+
+    def slot_gradients(self, grads: list[torch.Tensor]) -> torch.Tensor:
+        """``G = ∂E/∂A`` from per-rank blocks ``[K, n·d_l, T·N]`` to ``[n·T, N·K·n_ang]`` (one row per
+        (atom, neighbour element) slot, laid out so that ``Σ_n`` is one batched product)."""
+        spec = self.spec
+        kk, t, nr, na = grads[0].shape[0], spec.n_types, spec.n_radial, spec.n_angular
+        n = grads[0].shape[1]  # rank 0 has d = 1
+        per_rank = [
+            gr.view(kk, n, d, t, nr).permute(1, 3, 4, 0, 2)
+            for gr, (_, d) in zip(grads, self._rank_slices, strict=True)
+        ]
+        return torch.cat(per_rank, dim=-1).reshape(n * t, nr * kk * na)
+
+    def pair_gradient(
+        self,
+        grad_slots: torch.Tensor,
+        slot: torch.Tensor,
+        b: torch.Tensor,
+        db: torch.Tensor,
+        y: torch.Tensor,
+        u: torch.Tensor,
+        inv_r: torch.Tensor,
+    ) -> torch.Tensor:
+        """``g = ∂E/∂r_ij`` ``[P, K, 3]`` from the slot gradients (module docstring)."""
+        spec = self.spec
+        nr, na = spec.n_radial, spec.n_angular
+        kk = grad_slots.shape[1] // (nr * na)
+        gp = grad_slots.index_select(0, slot).view(-1, nr, kk * na)
+        bd = torch.stack([db, b], dim=1) * (1.0 / spec.avg_neighbors)  # [P, 2, N]
+        if self._compiled:  # element-wise: the compiler fuses it into one loop (no tiny GEMMs)
+            h = (bd[:, :, :, None] * gp[:, None, :, :]).sum(2).view(-1, 2, kk, na)
+        else:
+            h = torch.bmm(bd, gp).view(-1, 2, kk, na)  # Σ_n G B'_n and Σ_n G B_n
+        # Radial part: û Σ_k Y_k Σ_n G B'_n.  Angular part: the gradient of the polynomial
+        # Σ_k h_k Y_k(û), projected perpendicular to û and divided by r.
+        radial = (h[:, 0] * y[:, None, :]).sum(-1)  # [P, K]
+        h_full = h[:, 1].index_select(-1, self.ang_sym) * self.ang_weight.to(h.dtype)
+        grad_u = polynomial_gradient(h_full, u, spec.lmax)
+        along = (grad_u * u[:, None, :]).sum(-1)  # û·∇ = Σ_l l·p_l (Euler)
+        return (radial - along * inv_r[:, None])[..., None] * u[:, None, :] + grad_u * inv_r[:, None, None]
+
+    def _energy_and_grad(
+        self, a: torch.Tensor, centre_type: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``E_i`` ``[K, n]`` and ``∂E/∂A`` per rank through ``torch.func.vjp`` (``torch.compile``-able)."""
+        kk = self.spec.n_members
+        blocks = tuple(b.expand(kk, -1, -1) for b in self.rank_blocks(a))
+        e, vjp = torch.func.vjp(lambda *x: self.atomic_energies(list(x), centre_type), *blocks)
+        return e, list(vjp(torch.ones_like(e)))
+
+    def compile_inference(self, **options: Any) -> MomentPotential:
+        """Use ``torch.compile``-d kernels for inference (MD; training stays eager).
+
+        The three stages (pair moments, per-atom energies with their gradient, pair forces) are
+        compiled with dynamic shapes, so a changing number of pairs or atoms does not recompile.
+        The first call compiles (tens of seconds on CPU); results equal the eager path to round-off.
+
+        Args:
+            **options: passed to ``torch.compile`` (default ``dynamic=True``).
+        """
+        options = {"dynamic": True, **options}
+        self._compiled = {
+            "moments": torch.compile(self.atomic_moments, **options),
+            "energy_and_grad": torch.compile(self._energy_and_grad, **options),
+            "pair_gradient": torch.compile(self.pair_gradient, **options),
+        }
+        return self
+
+    def _types(self, species: torch.Tensor) -> torch.Tensor:
+        return self.type_of_z[species]
+
+    def members_forward(
+        self, local: LocalAtoms, nl: NeighborList
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-member ``energies [n_local, K]`` eV and ``forces [n_local, K, 3]`` eV/Å, and the
+        member-mean ``virial [S, 3, 3]`` eV, on ``local`` (full neighbour list, ``i`` owned; ghost
+        rows get no energy)."""
+        dtype = self.dtype
+        pos = local.positions
+        i, j = nl.i, nl.j
+        rij = pos[j] - pos[i]  # in the state's dtype, then cast: small differences of large coordinates
+        keep = (rij * rij).sum(dim=1) < self.cutoff * self.cutoff
+        i, j, rij = i[keep], j[keep], rij[keep].to(dtype)
+        if local.species is not self._checked_species:  # once per neighbour-list rebuild
+            self.check_species(local.species)
+            self._checked_species = local.species
+        types = self._types(local.species)
+        with torch.no_grad():
+            e, forces, g = self.evaluate(rij, i, j, types, local.n_owned, local.n_local)
+        kk = self.n_members
+        energies = torch.zeros((local.n_local, kk), dtype=dtype, device=pos.device)
+        energies[: local.n_owned] = e.t()
+        # W = Σ_a x_a ⊗ F_a = −Σ_pairs r_ij ⊗ g_ij (of the member mean; W is linear in g)
+        g_mean = g.mean(1)
+        if local.n_systems == 1:
+            virial = -(rij.t() @ g_mean)[None]
+        else:
+            outer = (rij[:, :, None] * g_mean[:, None, :]).reshape(-1, 9)
+            virial = torch.zeros((local.n_systems, 9), dtype=dtype, device=pos.device)
+            virial = virial.index_add(0, local.system_idx[i], -outer).view(local.n_systems, 3, 3)
+        return energies, forces, virial
+
+    def forward(self, local: LocalAtoms, nl: NeighborList) -> PotentialOutput:
+        energies, forces, virial = self.members_forward(local, nl)
+        return PotentialOutput(energies=energies.mean(1), forces=forces.mean(1), virial=virial)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path, **metadata: Any) -> None:
+        """Write the model: plain tensors + JSON-able metadata, readable by
+        ``torch.load(path, weights_only=True)``.
+
+        Args:
+            path: output file (``.pt``).
+            **metadata: merged into :attr:`metadata` (teacher, data hash, report summary, ...).
+        """
+        from ssehpc import __version__
+
+        meta = {**self.metadata, **metadata}
+        meta.setdefault("units", {"length": "Å", "energy": "eV", "forces": "eV/Å", "stress": "eV/Å^3"})
+        payload = {
+            "format": FILE_FORMAT,
+            "format_version": FILE_VERSION,
+            "class": type(self).__name__,
+            "ssehpc_version": __version__,
+            "spec": self.spec.to_dict(),
+            "species_symbols": [chemical_symbols[z] for z in self.spec.species],
+            "dtype": str(self.dtype).removeprefix("torch."),
+            # Round-trip through JSON: guarantees weights_only-loadable plain types.
+            "metadata": json.loads(json.dumps(meta)),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()},
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+
+
+def load(path: str | Path, *, map_location: str | torch.device = "cpu") -> MomentPotential:
+    """Load a model written by :meth:`MomentPotential.save` (``torch.load(weights_only=True)``).
+
+    Returns a :class:`MomentPotential` (``K = 1``) or a :class:`~ssehpc.ml.committee.Committee`.
+
+    Raises:
+        ValueError: not an ssehpc model file, or a newer file format.
+    """
+    payload = torch.load(Path(path), map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+        raise ValueError(f"{path} is not an ssehpc model file (format {FILE_FORMAT!r})")
+    if int(payload["format_version"]) > FILE_VERSION:
+        raise ValueError(
+            f"{path} has model file version {payload['format_version']}; this ssehpc reads <= {FILE_VERSION}"
+        )
+    spec = ModelSpec.from_dict(payload["spec"])
+    if payload["class"] == "Committee":
+        from ssehpc.ml.committee import Committee
+
+        model: MomentPotential = Committee(spec)
+    else:
+        model = MomentPotential(spec)
+    model = model.to(getattr(torch, payload["dtype"]))
+    model.load_state_dict(payload["state_dict"])
+    model.metadata = dict(payload["metadata"])
+    return model.to(map_location)
