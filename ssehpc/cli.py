@@ -312,3 +312,22 @@ def info(
             )
             if s.get("error"):
                 out.print(f"  error: {s['error']}", markup=False)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config (YAML/JSON, fields of TrainConfig).")],
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice).", min=1)
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Train an ML force field (or a committee) on labelled frames; writes the model and a report."""
+    with _errors(debug):
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        from ssehpc.ml.train import train_main
+
+        train_main(config)
