@@ -40,6 +40,8 @@ from ase.geometry import get_distances
 from ase.neighborlist import neighbor_list
 from ase.spacegroup import crystal
 
+from ssehpc.builders import supercell  # noqa: F401 - re-exported: one supercell rule for all builders
+
 #: Avogadro-based conversion: (g/mol)/Å³ → g/cm³.
 _AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
 
@@ -434,45 +436,6 @@ def prototype(name: str) -> ase.Atoms:
 
 # --------------------------------------------------------------------------------------------
 # supercells, defects, strain, rattling
-
-
-def supercell(atoms: ase.Atoms, target_atoms: int, max_aspect: float = 2.0) -> ase.Atoms:
-    """Repeat a cell to about ``target_atoms`` atoms, as close to isotropic as possible.
-
-    Chooses (n₁, n₂, n₃) minimising |ln(N/target)| + ½ ln(w_max/w_min), where w are the
-    perpendicular widths of the supercell, among repeats with N ≤ 1.5 × target (the unit cell
-    itself if even that is larger).
-
-    Args:
-        atoms: periodic unit cell.
-        target_atoms: desired number of atoms.
-        max_aspect: repeats with w_max/w_min above this get a penalty of 1 (so they are used
-            only when nothing more isotropic is near the target).
-
-    Returns:
-        The repeated structure (``info["repeat"]`` records the repeat).
-    """
-    if target_atoms < 1:
-        raise ValueError(f"target_atoms must be positive, got {target_atoms}")
-    n0 = len(atoms)
-    widths = 1.0 / np.linalg.norm(np.linalg.inv(atoms.cell.array), axis=0)  # perpendicular widths, Å
-    ratio = 1.5 * target_atoms / n0
-    caps = [max(1, min(math.ceil(ratio), math.ceil(2 * ratio ** (1 / 3) * widths.max() / w))) for w in widths]
-    n1, n2, d = np.meshgrid(
-        np.arange(1, caps[0] + 1), np.arange(1, caps[1] + 1), np.arange(-1, 3), indexing="ij"
-    )
-    n3 = np.maximum(1, np.floor(target_atoms / (n0 * n1 * n2)).astype(int) + d)
-    reps = np.stack([n1.ravel(), n2.ravel(), n3.ravel()], axis=1)
-    reps = np.unique(np.vstack([reps, [[1, 1, 1]]]), axis=0)  # sorted: ties go to the smallest repeat
-    n = n0 * reps.prod(axis=1)
-    w = widths * reps
-    aspect = w.max(axis=1) / w.min(axis=1)
-    score = np.abs(np.log(n / target_atoms)) + 0.5 * np.log(aspect) + np.where(aspect > max_aspect, 1.0, 0.0)
-    score[(n > 1.5 * target_atoms) & (reps != 1).any(axis=1)] = np.inf
-    best = (float(score.min()), tuple(int(k) for k in reps[int(np.argmin(score))]))
-    out = atoms.repeat(best[1])
-    out.info["repeat"] = best[1]
-    return out
 
 
 def rattled(atoms: ase.Atoms, stdev: float, seed: int = 0) -> ase.Atoms:
