@@ -130,10 +130,18 @@ class ForceCompute:
         else:
             self.domain.update_ghosts(state, self.local)
 
-    def compute(self, state: State) -> None:
-        """Set ``state.forces`` (eV/Å), ``state.energy`` (eV) and ``state.virial`` (eV)."""
+    def compute(self, state: State, *, extras: bool = True) -> None:
+        """Set ``state.forces`` (eV/Å), ``state.energy`` (eV) and ``state.virial`` (eV).
+
+        Args:
+            state: the (owned) state.
+            extras: ask the potential for its optional extras (a committee's member forces and
+                force deviation, in :attr:`extras`); the simulation asks only on steps whose output
+                uses them.  Forces and energies are the same either way.
+        """
         self._update_local(state)
         local = self.local
+        self.potential.extras_enabled = extras
         out = self.potential(local, self.nl)
         energies = self.domain.reverse_sum(local, out.energies)
         forces = self.domain.reverse_sum(local, out.forces)

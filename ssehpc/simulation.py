@@ -145,6 +145,9 @@ class Operation:
     """
 
     priority: ClassVar[int] = 0
+    #: Whether the operation reads ``sim.forces.extras`` (a committee's force deviation); the
+    #: simulation asks the potential for its extras only at steps where such an operation fires.
+    uses_force_extras: ClassVar[bool] = False
 
     def __init__(self, trigger: Trigger) -> None:
         self.trigger = trigger
@@ -224,6 +227,8 @@ class ZarrFrameWriter(Operation):
         buffered: buffer to chunk boundaries (``False``: commit every frame at once).
     """
 
+    uses_force_extras = True
+
     priority = 10
 
     def __init__(self, run: RunStore, trigger: Trigger, *, buffered: bool = True) -> None:
@@ -258,7 +263,10 @@ class ZarrFrameWriter(Operation):
         for name in self.run.frame_fields:
             if name not in out:
                 if name not in sim.forces.extras:
-                    raise KeyError(f"run declares frame field {name!r} but the forces provide no such extra")
+                    raise KeyError(
+                        f"run declares frame field {name!r} but the forces provide no such extra at step "
+                        f"{sim.state.step} (is the potential a committee?)"
+                    )
                 out[name] = sim.forces.extras[name].detach().cpu().numpy()
         return out
 
@@ -398,7 +406,9 @@ class Simulation:
                 step=st.step,
                 time_fs=self.time_fs,
                 temperature_K=thermo.temperature(
-                    st, domain, thermo.degrees_of_freedom(st, domain, remove_com=self.integrator.conserves_momentum)
+                    st,
+                    domain,
+                    thermo.degrees_of_freedom(st, domain, remove_com=self.integrator.conserves_momentum),
                 ),
                 potential_eV=st.energy.detach().clone(),
                 kinetic_eV=ke,
@@ -412,6 +422,10 @@ class Simulation:
         """Commit the buffered output of every operation."""
         for op in self.operations:
             op.flush(self)
+
+    def _extras_due(self, step: int) -> bool:
+        """Whether an operation firing at ``step`` reads the potential's extras."""
+        return any(op.uses_force_extras and op.trigger(step) for op in self.operations)
 
     def _fire(self) -> None:
         step = self.state.step
@@ -435,7 +449,7 @@ class Simulation:
         try:
             if not self._ready:
                 self._thermo = None
-                forces.compute(state)
+                forces.compute(state, extras=self._extras_due(state.step))
                 integ.attach(state, forces)
                 self._ready = True
                 self._fire()
@@ -443,7 +457,7 @@ class Simulation:
                 self.progress(0, steps)
             for done in range(1, steps + 1):
                 integ.step_one(state, forces)
-                forces.compute(state)
+                forces.compute(state, extras=self._extras_due(state.step + 1))
                 integ.step_two(state, forces)
                 state.step += 1
                 self._fire()

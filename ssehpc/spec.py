@@ -289,9 +289,21 @@ class MDSpec(_Strict):
             raise SpecError(f"{path}: {exc}") from None
 
     def resolve_paths(self, base_dir: str | Path) -> MDSpec:
-        """A copy whose relative store and structure-file paths are made absolute."""
+        """A copy whose relative store, structure-file and model-file paths are made absolute
+        (a shipped model name such as ``lips-v0`` is left alone)."""
+        from ssehpc.ml.shipped import SHIPPED_MODELS
+
         base = Path(base_dir)
         update: dict[str, Any] = {}
+        model = self.potential.params.get("model")
+        if (
+            self.potential.name.strip().lower() == "mlff"
+            and isinstance(model, str)
+            and model.strip().lower() not in SHIPPED_MODELS
+            and not Path(model).expanduser().is_absolute()
+        ):
+            params = {**self.potential.params, "model": str(base / model)}
+            update["potential"] = self.potential.model_copy(update={"params": params})
         if not self.store.is_absolute():
             update["store"] = base / self.store
         if isinstance(self.structure, FileStructure) and not self.structure.file.is_absolute():
@@ -340,7 +352,7 @@ def build_potential(spec: MDSpec) -> Potential:
     name = spec.potential.name
     try:
         potential = make_potential(name, **dict(spec.potential.params))
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, OSError) as exc:
         raise SpecError(f"potential: {_one_line(exc)}") from exc
     return potential.to(spec.device)
 

@@ -276,9 +276,9 @@ def test_run_loop_order():
     log: list = []
 
     class SpyForces(ForceCompute):
-        def compute(self, state):
+        def compute(self, state, *, extras=True):
             log.append(("compute", state.step))
-            super().compute(state)
+            super().compute(state, extras=extras)
 
     class SpyVerlet(VelocityVerlet):
         def attach(self, state, forces):
@@ -375,8 +375,8 @@ def test_frame_writer_takes_declared_extras_from_the_forces(tmp_path):
     forces = ForceCompute(WithDeviation(cutoff=5.0))
     real_compute = forces.compute
 
-    def compute(st):
-        real_compute(st)
+    def compute(st, *, extras=True):
+        real_compute(st, extras=extras)
         forces.extras = {**forces.extras, "force_dev_max": torch.full((1,), 0.1 * st.step)}
         forces.extras["force_dev_mean"] = forces.extras["force_dev_max"] / 2
 

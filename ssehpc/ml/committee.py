@@ -8,7 +8,11 @@ gives every member's ``∂E_m/∂A`` at once (the members' graphs are disjoint),
 all members follow from one closed-form contraction.
 
 Outputs (:meth:`Committee.forward`): the member-mean energies, forces and virial, plus
-``extras["member_forces"]`` ``[n_local, K, 3]`` eV/Å.  The force deviation
+``extras["member_forces"]`` ``[n_local, K, 3]`` eV/Å when :attr:`extras_enabled` is set.  The mean
+force is the force of the member-mean ``∂E/∂A`` (the pair gradient is linear in it), so MD pays the
+per-atom network K times but the pair force pass once; member forces (K pair-gradient columns) are
+computed only on steps whose output needs them (:class:`~ssehpc.simulation.Simulation` sets
+``extras_enabled`` through :meth:`ssehpc.forces.ForceCompute.compute`).  The force deviation
 
 .. math::  ε_i = \\sqrt{\\frac1K \\sum_m \\big|\\mathbf F_i^{(m)} − \\bar{\\mathbf F}_i\\big|^2}
 
@@ -47,12 +51,13 @@ class Committee(MomentPotential):
         super().__init__(spec, seed=seed)
 
     def forward(self, local: LocalAtoms, nl: NeighborList) -> PotentialOutput:
-        energies, forces, virial = self.members_forward(local, nl)
+        members = self.extras_enabled
+        energies, forces, virial, member_forces = self.members_forward(local, nl, member_forces=members)
         return PotentialOutput(
             energies=energies.mean(1),
-            forces=forces.mean(1),
+            forces=forces,
             virial=virial,
-            extras={"member_forces": forces},
+            extras={"member_forces": member_forces} if members else None,
         )
 
     # ------------------------------------------------------------------ stacking

@@ -287,6 +287,22 @@ def plan(seed: int = 2024, scale: float = 1.0) -> list[Task]:
                 relax_steps=20,
                 segments=quench,
             )
+    # Longer melts from the raw random packing (no relaxation: Li-rich clusters and close
+    # contacts of the packing are sampled too), 1000 K → 800 K → 600 K: the hot liquid and the
+    # quenched glass the engine's own melt-quench protocol passes through (data v1).
+    melt = (seg(1000.0, 10, 30, 10), seg(800.0, 20, 10, 10), seg(600.0, 20, 15, 10))
+    for x in GLASSES:
+        for rep in range(2):
+            add(
+                f"train/glass-melt/x{x:.2f}/r{rep}",
+                "glass",
+                "train",
+                "glass",
+                n_atoms=GLASS_ATOMS,
+                x=x,
+                relax_steps=0,
+                segments=melt,
+            )
     for x in (0.70, 0.75):
         add(
             f"test/glass/x{x:.2f}/r0",
@@ -298,6 +314,16 @@ def plan(seed: int = 2024, scale: float = 1.0) -> list[Task]:
             relax_steps=20,
             segments=(seg(1000.0, 20, 4), seg(600.0, 8, 4), seg(300.0, 8, 4)),
         )
+    add(
+        "test/glass-melt/x0.75/r0",
+        "glass",
+        "test",
+        "glass",
+        n_atoms=GLASS_ATOMS,
+        x=0.75,
+        relax_steps=0,
+        segments=(seg(1000.0, 10, 8, 10), seg(600.0, 20, 8, 10)),
+    )
     return tasks
 
 
@@ -408,7 +434,7 @@ def teacher_md(task: Task, labeler: Labeler) -> Iterator[ase.Atoms]:
         fixcm=False,
         rng=rng,
     )
-    origin = "glass-mq" if task.kind == "glass" else "md"
+    origin = ("glass-melt" if "/glass-melt/" in task.name else "glass-mq") if task.kind == "glass" else "md"
     n_snap = 0
     step = 0
     for seg in task.segments:

@@ -464,9 +464,17 @@ class MomentPotential(Potential):
         b, db = bessel_basis(r, self.cutoff, spec.n_radial)
         y = full_powers(u, spec.lmax).index_select(1, self.ang_rep) * self.ang_coef.to(u.dtype)
         slot = i * spec.n_types + types[j]
-        phi = (b[:, :, None] * y[:, None, :]).reshape(r.shape[0], spec.n_radial * spec.n_angular)
-        a = torch.zeros((n_centres * spec.n_types, phi.shape[1]), dtype=rij.dtype, device=rij.device)
-        a.index_add_(0, slot, phi)
+        width = spec.n_radial * spec.n_angular
+        a = torch.zeros((n_centres * spec.n_types, width), dtype=rij.dtype, device=rij.device)
+        n_pairs = r.shape[0]
+        step = max(1, self.pair_chunk // width)
+        if torch.compiler.is_compiling() or n_pairs <= step:
+            # (compiled: the outer product is fused into the scatter, nothing [P, N·n_ang] is stored)
+            a.index_add_(0, slot, (b[:, :, None] * y[:, None, :]).reshape(n_pairs, width))
+        else:  # eager, many pairs: bound the [P, N·n_ang] temporary (million-atom domains)
+            for s in range(0, n_pairs, step):
+                e = s + step
+                a.index_add_(0, slot[s:e], (b[s:e, :, None] * y[s:e, None, :]).reshape(-1, width))
         a = (a * (1.0 / spec.avg_neighbors)).view(n_centres, spec.n_types * spec.n_radial, spec.n_angular)
         return a, (slot, b, db, y, u, inv_r)
 
@@ -497,6 +505,57 @@ class MomentPotential(Potential):
             ``energies [K, n_centres]`` eV, ``forces [n_rows, K, 3]`` eV/Å and
             ``g = ∂E/∂r_ij`` ``[P, K, 3]`` eV/Å (virial ``W = −Σ r_ij ⊗ g``).
         """
+        e, grads, basis, gradient = self._energies_and_gradients(rij, i, j, types, n_centres, create_graph)
+        forces, g = self.pair_forces(grads, basis, i, j, n_rows, gradient=gradient)
+        return self._add_core(e, forces, g, basis, types, i, j)
+
+    def evaluate_mean(
+        self,
+        rij: torch.Tensor,
+        i: torch.Tensor,
+        j: torch.Tensor,
+        types: torch.Tensor,
+        n_centres: int,
+        n_rows: int,
+        *,
+        member_forces: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Inference: per-member energies, the member-mean forces, and member forces on request.
+
+        The pair gradient ``g_ij`` is linear in ``G = ∂E/∂A``, so the mean force of K members is
+        the force of the mean ``G``: one pair pass whatever K is (only the per-atom network runs K
+        times).  Per-member forces (for the force deviation) cost K more pair-gradient columns and
+        are computed only when ``member_forces`` is set (on frames that are written).  The mean
+        force never depends on that flag, so a trajectory does not depend on the write interval.
+
+        Returns:
+            ``energies [K, n_centres]`` eV, mean ``forces [n_rows, 3]`` eV/Å, mean
+            ``g [P, 3]`` eV/Å and ``member_forces [n_rows, K, 3]`` eV/Å or None.
+        """
+        e, grads, basis, gradient = self._energies_and_gradients(rij, i, j, types, n_centres, False)
+        kk = self.spec.n_members
+        mean_grads = grads if kk == 1 else [gr.mean(0, keepdim=True) for gr in grads]
+        forces, g = self.pair_forces(mean_grads, basis, i, j, n_rows, gradient=gradient)
+        e, forces, g = self._add_core(e, forces, g, basis, types, i, j)
+        members = None
+        if member_forces:
+            if kk == 1:
+                members = forces
+            else:
+                members, g_members = self.pair_forces(grads, basis, i, j, n_rows, gradient=gradient)
+                _, members, _ = self._add_core(None, members, g_members, basis, types, i, j)
+        return e, forces[:, 0], g[:, 0], members
+
+    def _energies_and_gradients(
+        self,
+        rij: torch.Tensor,
+        i: torch.Tensor,
+        j: torch.Tensor,
+        types: torch.Tensor,
+        n_centres: int,
+        create_graph: bool,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], tuple[torch.Tensor, ...], Any]:
+        """``E_i [K, n]``, ``∂E/∂A`` per rank block, the pair basis and the pair-gradient kernel."""
         kk = self.spec.n_members
         centre_type = types[:n_centres]
         fast = (
@@ -505,30 +564,42 @@ class MomentPotential(Potential):
         if fast is not None:
             a, basis = fast["moments"](rij, i, j, types, n_centres)
             e, grads = fast["energy_and_grad"](a, centre_type)
-            forces, g = self.pair_forces(grads, basis, i, j, n_rows, gradient=fast["pair_gradient"])
-        else:
-            with torch.no_grad():
-                a, basis = self.atomic_moments(rij.detach(), i, j, types, n_centres)
-                blocks = self.rank_blocks(a)
-            with torch.enable_grad():
-                blocks = [b.expand(kk, -1, -1).requires_grad_(True) for b in blocks]
-                e = self.atomic_energies(blocks, centre_type)
-                grads = torch.autograd.grad(e.sum(), blocks, create_graph=create_graph)
-            if not create_graph:
-                e = e.detach()
-            forces, g = self.pair_forces(list(grads), basis, i, j, n_rows)
-        if self.spec.core_outer > 0:
-            u, inv_r = basis[4], basis[5]
-            phi, dphi = self.core_repulsion(inv_r, types[i], types[j])
-            # Each physical pair appears twice in a full list (once per centre): half each.
+            return e, list(grads), basis, fast["pair_gradient"]
+        with torch.no_grad():
+            a, basis = self.atomic_moments(rij.detach(), i, j, types, n_centres)
+            blocks = self.rank_blocks(a)
+        with torch.enable_grad():
+            blocks = [b.expand(kk, -1, -1).requires_grad_(True) for b in blocks]
+            e = self.atomic_energies(blocks, centre_type)
+            grads = torch.autograd.grad(e.sum(), blocks, create_graph=create_graph)
+        if not create_graph:
+            e = e.detach()
+        return e, list(grads), basis, None
+
+    def _add_core(
+        self,
+        e: torch.Tensor | None,
+        forces: torch.Tensor,
+        g: torch.Tensor,
+        basis: tuple[torch.Tensor, ...],
+        types: torch.Tensor,
+        i: torch.Tensor,
+        j: torch.Tensor,
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Add the ZBL core repulsion (the same for every member) to ``e``, ``forces`` and ``g``."""
+        if self.spec.core_outer <= 0:
+            return e, forces, g
+        u, inv_r = basis[4], basis[5]
+        phi, dphi = self.core_repulsion(inv_r, types[i], types[j])
+        # Each physical pair appears twice in a full list (once per centre): half each.
+        if e is not None:
             e = e + torch.zeros_like(e[0]).index_add(0, i, 0.5 * phi)[None]
-            g_core = (0.5 * dphi)[:, None] * u
-            forces = (
-                forces
-                + (torch.zeros_like(forces[:, 0]).index_add(0, i, g_core).index_add(0, j, -g_core))[:, None]
-            )
-            g = g + g_core[:, None]
-        return e, forces, g
+        g_core = (0.5 * dphi)[:, None] * u
+        forces = (
+            forces
+            + (torch.zeros_like(forces[:, 0]).index_add(0, i, g_core).index_add(0, j, -g_core))[:, None]
+        )
+        return e, forces, g + g_core[:, None]
 
     def core_repulsion(
         self, inv_r: torch.Tensor, type_i: torch.Tensor, type_j: torch.Tensor
@@ -666,11 +737,12 @@ class MomentPotential(Potential):
         return self.type_of_z[species]
 
     def members_forward(
-        self, local: LocalAtoms, nl: NeighborList
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-member ``energies [n_local, K]`` eV and ``forces [n_local, K, 3]`` eV/Å, and the
-        member-mean ``virial [S, 3, 3]`` eV, on ``local`` (full neighbour list, ``i`` owned; ghost
-        rows get no energy)."""
+        self, local: LocalAtoms, nl: NeighborList, *, member_forces: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """On ``local`` (full neighbour list, ``i`` owned; ghost rows get no energy): per-member
+        ``energies [n_local, K]`` eV, member-mean ``forces [n_local, 3]`` eV/Å and ``virial
+        [S, 3, 3]`` eV, and per-member ``forces [n_local, K, 3]`` eV/Å if ``member_forces``
+        (else None); see :meth:`evaluate_mean`."""
         dtype = self.dtype
         pos = local.positions
         i, j = nl.i, nl.j
@@ -682,23 +754,24 @@ class MomentPotential(Potential):
             self._checked_species = local.species
         types = self._types(local.species)
         with torch.no_grad():
-            e, forces, g = self.evaluate(rij, i, j, types, local.n_owned, local.n_local)
+            e, forces, g, members = self.evaluate_mean(
+                rij, i, j, types, local.n_owned, local.n_local, member_forces=member_forces
+            )
         kk = self.n_members
         energies = torch.zeros((local.n_local, kk), dtype=dtype, device=pos.device)
         energies[: local.n_owned] = e.t()
-        # W = Σ_a x_a ⊗ F_a = −Σ_pairs r_ij ⊗ g_ij (of the member mean; W is linear in g)
-        g_mean = g.mean(1)
+        # W = Σ_a x_a ⊗ F_a = −Σ_pairs r_ij ⊗ g_ij (of the member mean)
         if local.n_systems == 1:
-            virial = -(rij.t() @ g_mean)[None]
+            virial = -(rij.t() @ g)[None]
         else:
-            outer = (rij[:, :, None] * g_mean[:, None, :]).reshape(-1, 9)
+            outer = (rij[:, :, None] * g[:, None, :]).reshape(-1, 9)
             virial = torch.zeros((local.n_systems, 9), dtype=dtype, device=pos.device)
             virial = virial.index_add(0, local.system_idx[i], -outer).view(local.n_systems, 3, 3)
-        return energies, forces, virial
+        return energies, forces, virial, members
 
     def forward(self, local: LocalAtoms, nl: NeighborList) -> PotentialOutput:
-        energies, forces, virial = self.members_forward(local, nl)
-        return PotentialOutput(energies=energies.mean(1), forces=forces.mean(1), virial=virial)
+        energies, forces, virial, _ = self.members_forward(local, nl, member_forces=False)
+        return PotentialOutput(energies=energies.mean(1), forces=forces, virial=virial)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path, **metadata: Any) -> None:

@@ -14,6 +14,8 @@ from YAML: numbers, element symbols as strings, and pair keys written ``"Li-S"``
         cutoff=10.0,
     )
     make_potential("sum", terms=[{"name": "lj", "cutoff": 8.5}, {"name": "buckingham_dsf", ...}])
+    make_potential("mlff", model="lips-v0")            # the shipped Li-P-S committee
+    make_potential("mlff", model="my_model.pt", compile=True, dtype="float64")
 """
 
 from __future__ import annotations
@@ -80,8 +82,32 @@ def _make_sum(*, terms: list[Mapping[str, Any]]) -> Potential:
     return SumPotential(built)
 
 
+def _make_mlff(
+    *, model: str, compile: bool = False, dtype: str | None = None, members: list[int] | None = None
+) -> Potential:
+    """A built-in ML force field: a shipped model name (``lips-v0``) or a ``.pt`` file."""
+    from ssehpc.ml import load, resolve_model
+
+    pot = load(resolve_model(model))
+    if members is not None:
+        from ssehpc.ml import Committee
+
+        if not isinstance(pot, Committee):
+            raise ValueError(f"members= needs a committee; {model!r} is a single model")
+        picked = [pot.member(int(k)) for k in members]
+        pot = picked[0] if len(picked) == 1 else Committee.from_members(picked)
+    if dtype is not None:
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        pot = pot.to(getattr(__import__("torch"), dtype))
+    if compile:
+        pot.compile_inference()
+    return pot
+
+
 _REGISTRY: dict[str, Callable[..., Potential]] = {
     "lj": _make_lj,
+    "mlff": _make_mlff,
     "buckingham_dsf": _make_buckingham_dsf,
     "sum": _make_sum,
 }
@@ -97,7 +123,10 @@ def make_potential(name: str, **params: Any) -> Potential:
         name: ``"lj"`` (:class:`LennardJones`), ``"buckingham_dsf"`` (:class:`BuckinghamDSF`;
             ``preset=`` one of :data:`PARAMETER_SETS` supplies charges and pairs, which explicit
             ``charges``/``pairs`` then override) or ``"sum"`` (:class:`SumPotential`; ``terms=`` a
-            list of ``{"name": ..., **params}``).
+            list of ``{"name": ..., **params}``) or ``"mlff"`` (a built-in ML force field:
+            ``model=`` a shipped name such as ``"lips-v0"`` or a ``.pt`` file, ``compile=`` use
+            ``torch.compile``-d kernels, ``dtype=`` ``"float32"``/``"float64"``, ``members=``
+            a subset of a committee's members).
         **params: constructor arguments, units as documented by each class (Å, eV, e).
 
     Raises:

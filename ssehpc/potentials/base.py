@@ -47,12 +47,17 @@ class Potential(nn.Module):
         hops: message-passing hops (0 = strictly local); ghost shell = (hops + 1)·cutoff + skin.
         species: atomic numbers the potential knows, or ``None`` for any.
         half_list: whether :meth:`forward` wants a half neighbour list.
+        extras_enabled: whether :meth:`forward` should compute its optional ``extras`` (e.g. a
+            committee's per-member forces); set per step by
+            :meth:`ssehpc.forces.ForceCompute.compute`, so they are paid for only when an output
+            needs them.  Forces, energies and virial never depend on it.
     """
 
     cutoff: float
     hops: int = 0
     species: tuple[int, ...] | None = None
     half_list: bool = True
+    extras_enabled: bool = True
 
     def forward(self, local: LocalAtoms, nl: NeighborList) -> PotentialOutput:  # pragma: no cover
         raise NotImplementedError

@@ -97,3 +97,50 @@ def test_identical_members_have_zero_deviation() -> None:
     conformance.assert_close(
         st.forces, conformance.evaluate(one, lips_state(seed=17)).forces, 1e-12, "forces"
     )
+
+
+def test_member_forces_only_on_request_and_mean_forces_unchanged() -> None:
+    """``extras=False`` skips the K-member pair pass; the mean forces are the same either way."""
+    committee = make_model(n_members=3)
+    st = lips_state(seed=5, n_formula=2)
+    fc = ForceCompute(committee)
+    with_members, without = st.clone(), st.clone()
+    fc.compute(with_members, extras=True)
+    assert fc.extras["member_forces"].shape == (st.n_atoms, 3, 3)
+    fc.compute(without, extras=False)
+    assert "member_forces" not in fc.extras
+    assert "force_dev_max" not in fc.extras
+    # bitwise: the MD forces never depend on whether a frame is written at this step
+    assert torch.equal(with_members.forces, without.forces)
+    assert torch.equal(with_members.energy, without.energy)
+    assert torch.equal(with_members.virial, without.virial)
+
+
+def test_trajectory_does_not_depend_on_the_write_interval(tmp_path) -> None:
+    """Deviation frames every 2 or every 5 steps: the same trajectory, bitwise."""
+    from ssehpc.integrators import make_integrator
+    from ssehpc.io.zarr_store import COMMITTEE_FRAME_FIELDS, ZarrStore
+    from ssehpc.simulation import Periodic, Simulation, ZarrFrameWriter
+
+    committee = make_model(n_members=2)
+    finals, devs = [], []
+    for interval in (2, 5):
+        st = lips_state(seed=3, n_formula=2)
+        run = ZarrStore.open(tmp_path / f"w{interval}.zarr", "a").create_run(
+            "r", st, {}, extra_frame_fields=COMMITTEE_FRAME_FIELDS
+        )
+        sim = Simulation(
+            st,
+            ForceCompute(committee),
+            make_integrator("langevin", 1.0, temperature=600.0),
+            [ZarrFrameWriter(run, Periodic(interval))],
+            store=run,
+        )
+        sim.run(10)
+        finals.append(sim.state.positions.clone())
+        devs.append(run.group["force_dev_max"][:])
+    assert torch.equal(finals[0], finals[1])
+    # frames at steps 0 and 10 are common to both runs and carry the same deviation
+    assert devs[0][0] == pytest.approx(devs[1][0], rel=1e-12)
+    assert devs[0][-1] == pytest.approx(devs[1][-1], rel=1e-12)
+    assert float(devs[0][-1].max()) > 0

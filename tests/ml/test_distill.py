@@ -42,7 +42,7 @@ def test_plan_is_deterministic_and_sized():
     assert any(t.vacancies for t in a)
     assert any(t.strain for t in a)
     assert max(t.n_atoms for t in a) <= 120
-    assert sum(t.cost() for t in a) < 450_000  # about 25 min of CHGNet on one core
+    assert sum(t.cost() for t in a) < 800_000  # about 40 min of CHGNet on one core (data v1)
 
 
 def test_static_frames_reproducible_and_bounded():
