@@ -294,6 +294,30 @@ def _sym_outer(v: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------ the module
+#: float32 bytes of the stored pair basis per pair: b, db (N = 8 each), y (10), u (3), 1/r, slot.
+_BASIS_BYTES_PER_PAIR = 4 * (8 + 8 + 10 + 3 + 1) + 8
+
+
+class PairBasis:
+    """The per-pair basis of a model, recomputed from ``rij`` chunk by chunk instead of stored.
+
+    Million-atom domains (tens of millions of pairs) would otherwise keep ~130 bytes per pair
+    between the moment pass and the force pass; recomputing costs one more Bessel/monomial
+    evaluation per pair.
+    """
+
+    def __init__(self, model: MomentPotential, rij: torch.Tensor, slot: torch.Tensor) -> None:
+        self.model, self.rij, self.slot = model, rij, slot
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.rij.shape[0])
+
+    def part(self, start: int, stop: int) -> tuple[torch.Tensor, ...]:
+        """``(slot, b, db, y, u, inv_r)`` of pairs ``start:stop``."""
+        return (self.slot[start:stop], *self.model.pair_basis(self.rij[start:stop]))
+
+
 class MomentPotential(Potential):
     """Cartesian-moment ML potential with ``K`` stacked members (see the module docstring).
 
@@ -309,6 +333,11 @@ class MomentPotential(Potential):
     hops = 0
     #: Per-pair gradient entries (pairs × N × K × n_ang) processed at once in the force pass.
     pair_chunk: int = 1 << 20
+    #: Atoms whose per-atom network runs at once (bounds memory on million-atom domains).
+    atom_chunk: int = 8192
+    #: Bytes the stored pair basis may take (eager inference); above it the basis is recomputed
+    #: chunk by chunk in the force pass instead of kept (:class:`PairBasis`).
+    basis_memory: int = 512 << 20
 
     def __init__(self, spec: ModelSpec, *, seed: int = 0) -> None:
         super().__init__()
@@ -453,30 +482,53 @@ class MomentPotential(Potential):
         return self.energy_ref[:, centre_type] + self.energy_scale[:, None] * e
 
     # ------------------------------------------------------------------ core evaluation
-    def atomic_moments(
-        self, rij: torch.Tensor, i: torch.Tensor, j: torch.Tensor, types: torch.Tensor, n_centres: int
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """``A`` ``[n_centres, T·N, n_ang]`` and the per-pair basis kept for the force pass."""
+    def pair_basis(self, rij: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(b, db, y, u, inv_r)`` of pairs ``rij`` ``[P, 3]``: Bessel radial functions and their
+        derivatives ``[P, N]``, Cartesian angular monomials ``[P, n_ang]``, ``r̂`` ``[P, 3]``, ``1/r``."""
         spec = self.spec
         r = torch.linalg.vector_norm(rij, dim=1)
         inv_r = 1.0 / r
         u = rij * inv_r[:, None]
         b, db = bessel_basis(r, self.cutoff, spec.n_radial)
         y = full_powers(u, spec.lmax).index_select(1, self.ang_rep) * self.ang_coef.to(u.dtype)
+        return b, db, y, u, inv_r
+
+    def atomic_moments(
+        self,
+        rij: torch.Tensor,
+        i: torch.Tensor,
+        j: torch.Tensor,
+        types: torch.Tensor,
+        n_centres: int,
+        *,
+        keep_basis: bool = True,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | PairBasis]:
+        """``A`` ``[n_centres, T·N, n_ang]`` and the per-pair basis for the force pass: the tensors
+        ``(slot, b, db, y, u, inv_r)``, or with ``keep_basis=False`` a :class:`PairBasis` that
+        recomputes them chunk by chunk (≈ 130 bytes per pair less; for million-atom domains)."""
+        spec = self.spec
         slot = i * spec.n_types + types[j]
         width = spec.n_radial * spec.n_angular
         a = torch.zeros((n_centres * spec.n_types, width), dtype=rij.dtype, device=rij.device)
-        n_pairs = r.shape[0]
+        n_pairs = rij.shape[0]
         step = max(1, self.pair_chunk // width)
-        if torch.compiler.is_compiling() or n_pairs <= step:
-            # (compiled: the outer product is fused into the scatter, nothing [P, N·n_ang] is stored)
-            a.index_add_(0, slot, (b[:, :, None] * y[:, None, :]).reshape(n_pairs, width))
-        else:  # eager, many pairs: bound the [P, N·n_ang] temporary (million-atom domains)
+        if not keep_basis and not torch.compiler.is_compiling():
             for s in range(0, n_pairs, step):
-                e = s + step
-                a.index_add_(0, slot[s:e], (b[s:e, :, None] * y[s:e, None, :]).reshape(-1, width))
+                b, _, y, _, _ = self.pair_basis(rij[s : s + step])
+                a.index_add_(0, slot[s : s + step], (b[:, :, None] * y[:, None, :]).reshape(-1, width))
+            basis: tuple[torch.Tensor, ...] | PairBasis = PairBasis(self, rij, slot)
+        else:
+            b, db, y, u, inv_r = self.pair_basis(rij)
+            if torch.compiler.is_compiling() or n_pairs <= step:
+                # (compiled: the outer product is fused into the scatter, nothing [P, N·n_ang] is stored)
+                a.index_add_(0, slot, (b[:, :, None] * y[:, None, :]).reshape(n_pairs, width))
+            else:  # eager, many pairs: bound the [P, N·n_ang] temporary
+                for s in range(0, n_pairs, step):
+                    e = s + step
+                    a.index_add_(0, slot[s:e], (b[s:e, :, None] * y[s:e, None, :]).reshape(-1, width))
+            basis = (slot, b, db, y, u, inv_r)
         a = (a * (1.0 / spec.avg_neighbors)).view(n_centres, spec.n_types * spec.n_radial, spec.n_angular)
-        return a, (slot, b, db, y, u, inv_r)
+        return a, basis
 
     def evaluate(
         self,
@@ -507,7 +559,7 @@ class MomentPotential(Potential):
         """
         e, grads, basis, gradient = self._energies_and_gradients(rij, i, j, types, n_centres, create_graph)
         forces, g = self.pair_forces(grads, basis, i, j, n_rows, gradient=gradient)
-        return self._add_core(e, forces, g, basis, types, i, j)
+        return self._add_core(e, forces, g, rij, types, i, j)
 
     def evaluate_mean(
         self,
@@ -536,14 +588,14 @@ class MomentPotential(Potential):
         kk = self.spec.n_members
         mean_grads = grads if kk == 1 else [gr.mean(0, keepdim=True) for gr in grads]
         forces, g = self.pair_forces(mean_grads, basis, i, j, n_rows, gradient=gradient)
-        e, forces, g = self._add_core(e, forces, g, basis, types, i, j)
+        e, forces, g = self._add_core(e, forces, g, rij, types, i, j)
         members = None
         if member_forces:
             if kk == 1:
                 members = forces
             else:
                 members, g_members = self.pair_forces(grads, basis, i, j, n_rows, gradient=gradient)
-                _, members, _ = self._add_core(None, members, g_members, basis, types, i, j)
+                _, members, _ = self._add_core(None, members, g_members, rij, types, i, j)
         return e, forces[:, 0], g[:, 0], members
 
     def _energies_and_gradients(
@@ -556,50 +608,79 @@ class MomentPotential(Potential):
         create_graph: bool,
     ) -> tuple[torch.Tensor, list[torch.Tensor], tuple[torch.Tensor, ...], Any]:
         """``E_i [K, n]``, ``∂E/∂A`` per rank block, the pair basis and the pair-gradient kernel."""
-        kk = self.spec.n_members
         centre_type = types[:n_centres]
         fast = (
             self._compiled if (self._compiled and not create_graph and not torch.is_grad_enabled()) else None
         )
         if fast is not None:
             a, basis = fast["moments"](rij, i, j, types, n_centres)
-            e, grads = fast["energy_and_grad"](a, centre_type)
-            return e, list(grads), basis, fast["pair_gradient"]
+            network = fast["energy_and_grad"]
+        else:
+            keep = create_graph or rij.shape[0] * _BASIS_BYTES_PER_PAIR <= self.basis_memory
+            with torch.no_grad():
+                a, basis = self.atomic_moments(rij.detach(), i, j, types, n_centres, keep_basis=keep)
+            network = self._energy_and_grad_autograd
+        if create_graph or n_centres <= self.atom_chunk:
+            e, grads = network(a, centre_type, create_graph) if fast is None else network(a, centre_type)
+            return e, list(grads), basis, fast["pair_gradient"] if fast else None
+        # Large domains: the per-atom network (and its autograd graph, ~30 kB per atom for K = 4)
+        # in blocks of atoms; the blocks are atom-major, so the gradients concatenate in order.
+        parts = [
+            network(a[s : s + self.atom_chunk], centre_type[s : s + self.atom_chunk], False)
+            if fast is None
+            else network(a[s : s + self.atom_chunk], centre_type[s : s + self.atom_chunk])
+            for s in range(0, n_centres, self.atom_chunk)
+        ]
+        e = torch.cat([p[0] for p in parts], dim=1)
+        grads = [torch.cat([p[1][r] for p in parts], dim=1) for r in range(len(parts[0][1]))]
+        return e, grads, basis, fast["pair_gradient"] if fast else None
+
+    def _energy_and_grad_autograd(
+        self, a: torch.Tensor, centre_type: torch.Tensor, create_graph: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``E_i [K, n]`` and ``∂E/∂A`` per rank block by ``torch.autograd.grad`` (eager; training
+        keeps the graph)."""
+        kk = self.spec.n_members
         with torch.no_grad():
-            a, basis = self.atomic_moments(rij.detach(), i, j, types, n_centres)
             blocks = self.rank_blocks(a)
         with torch.enable_grad():
             blocks = [b.expand(kk, -1, -1).requires_grad_(True) for b in blocks]
             e = self.atomic_energies(blocks, centre_type)
             grads = torch.autograd.grad(e.sum(), blocks, create_graph=create_graph)
-        if not create_graph:
-            e = e.detach()
-        return e, list(grads), basis, None
+        return (e if create_graph else e.detach()), list(grads)
 
     def _add_core(
         self,
         e: torch.Tensor | None,
         forces: torch.Tensor,
         g: torch.Tensor,
-        basis: tuple[torch.Tensor, ...],
+        rij: torch.Tensor,
         types: torch.Tensor,
         i: torch.Tensor,
         j: torch.Tensor,
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """Add the ZBL core repulsion (the same for every member) to ``e``, ``forces`` and ``g``."""
+        """Add the ZBL core repulsion (the same for every member) to ``e``, ``forces`` and ``g``;
+        evaluated on the (few) pairs closer than ``core_outer`` only."""
         if self.spec.core_outer <= 0:
             return e, forces, g
-        u, inv_r = basis[4], basis[5]
-        phi, dphi = self.core_repulsion(inv_r, types[i], types[j])
+        r2 = (rij * rij).sum(1)
+        close = torch.nonzero(r2 < self.spec.core_outer**2).squeeze(1)
+        if close.numel() == 0:
+            return e, forces, g
+        ic, jc, rc = i[close], j[close], rij[close]
+        inv_r = torch.rsqrt(r2[close])
+        u = rc * inv_r[:, None]
+        phi, dphi = self.core_repulsion(inv_r, types[ic], types[jc])
         # Each physical pair appears twice in a full list (once per centre): half each.
         if e is not None:
-            e = e + torch.zeros_like(e[0]).index_add(0, i, 0.5 * phi)[None]
+            e = e + torch.zeros_like(e[0]).index_add(0, ic, 0.5 * phi)[None]
         g_core = (0.5 * dphi)[:, None] * u
         forces = (
             forces
-            + (torch.zeros_like(forces[:, 0]).index_add(0, i, g_core).index_add(0, j, -g_core))[:, None]
+            + (torch.zeros_like(forces[:, 0]).index_add(0, ic, g_core).index_add(0, jc, -g_core))[:, None]
         )
-        return e, forces, g + g_core[:, None]
+        g = g.index_add(0, close, g_core[:, None, :].expand(-1, g.shape[1], -1))
+        return e, forces, g
 
     def core_repulsion(
         self, inv_r: torch.Tensor, type_i: torch.Tensor, type_j: torch.Tensor
@@ -649,18 +730,20 @@ class MomentPotential(Potential):
         ``gradient`` replaces :meth:`pair_gradient` (its compiled version).
         """
         gradient = gradient or self.pair_gradient
-        slot, b, db, y, u, inv_r = basis
         grad_slots = self.slot_gradients(grads)
         per_pair = grad_slots.shape[1]
-        n_pairs = slot.shape[0]
         step = max(1, self.pair_chunk // max(per_pair, 1))
-        if n_pairs <= step:
-            g = gradient(grad_slots, slot, b, db, y, u, inv_r)
+        if isinstance(basis, PairBasis):
+            g = torch.cat(
+                [gradient(grad_slots, *basis.part(s, s + step)) for s in range(0, basis.n_pairs, step)]
+            )
+        elif basis[0].shape[0] <= step:
+            g = gradient(grad_slots, *basis)
         else:
             g = torch.cat(
                 [
-                    gradient(grad_slots, *(x[s : s + step] for x in (slot, b, db, y, u, inv_r)))
-                    for s in range(0, n_pairs, step)
+                    gradient(grad_slots, *(x[s : s + step] for x in basis))
+                    for s in range(0, basis[0].shape[0], step)
                 ]
             )
         forces = torch.zeros((n_rows, g.shape[1], 3), dtype=g.dtype, device=g.device)

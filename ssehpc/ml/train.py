@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ssehpc.ml import data as mldata
 from ssehpc.ml.committee import Committee
 from ssehpc.ml.data import Batch, FrameGraph, Labels, collate
-from ssehpc.ml.model import ModelSpec, MomentPotential, _z
+from ssehpc.ml.model import ModelSpec, MomentPotential, _z, load
 
 #: 1 eV/Å³ in GPa.
 EV_PER_A3_IN_GPA = 160.21766208
@@ -72,6 +72,12 @@ class TrainConfig(BaseModel):
     stress_key: str | None = Field(None, description="atoms.info key of the stress (default: the calculator)")
     teacher: str | None = Field(None, description="who labelled the data (recorded in the model file)")
     # output
+    init: str | None = Field(
+        None,
+        description="start from this model's weights (fine-tuning, active learning): same species and "
+        "architecture; its feature statistics and reference energies are kept, core_inner/core_outer "
+        "may change",
+    )
     output: str = Field("model.pt", description="model file")
     report: str | None = Field(None, description="report stem (default: output without suffix + '.report')")
     # architecture
@@ -289,6 +295,22 @@ def _bootstrap_weights(n_members: int, n_train: int, seed: int, enabled: bool) -
     return w
 
 
+def _init_spec(config: TrainConfig, spec: ModelSpec) -> ModelSpec:
+    """The architecture of ``config.init`` (with this config's core repulsion), checked against the
+    config: a warm start must not silently change species, cutoff or network shape."""
+    init = load(config.init)
+    mine, theirs = spec.to_dict(), init.spec.to_dict()
+    differ = [
+        k for k in mine if k not in ("avg_neighbors", "core_inner", "core_outer") and mine[k] != theirs.get(k)
+    ]
+    if differ:
+        raise ValueError(
+            f"init model {config.init} differs from the config in "
+            + ", ".join(f"{k} ({theirs.get(k)} vs {mine[k]})" for k in differ)
+        )
+    return ModelSpec.from_dict({**theirs, "core_inner": config.core_inner, "core_outer": config.core_outer})
+
+
 def train(
     config: TrainConfig,
     frames: Sequence[Any] | None = None,
@@ -329,13 +351,21 @@ def train(
     dtype = getattr(torch, config.dtype)
     device = config.device
     spec = config.spec(species, mldata.average_neighbors(train_g))
+    if config.init:
+        spec = _init_spec(config, spec)
     model = (
         Committee(spec, seed=config.seed) if spec.n_members > 1 else MomentPotential(spec, seed=config.seed)
     ).to(device, dtype)
-    with torch.no_grad():
-        model.energy_ref.copy_(mldata.reference_energies(train_g, species)[None].expand(spec.n_members, -1))
-        model.energy_scale.fill_(mldata.force_rms(train_g))
-    _feature_statistics(model, train_g, device)
+    if config.init:
+        init = load(config.init)
+        model.load_state_dict({k: v.to(device, dtype) for k, v in init.state_dict().items()})
+    else:
+        with torch.no_grad():
+            model.energy_ref.copy_(
+                mldata.reference_energies(train_g, species)[None].expand(spec.n_members, -1)
+            )
+            model.energy_scale.fill_(mldata.force_rms(train_g))
+        _feature_statistics(model, train_g, device)
 
     kk = spec.n_members
     boot = _bootstrap_weights(kk, len(train_g), config.seed, config.bootstrap).to(device, dtype)
@@ -562,7 +592,7 @@ def load_config(config: TrainConfig | Mapping[str, Any] | str | Path) -> TrainCo
         for key in ("data", "validation_data"):
             if key in cfg:
                 cfg[key] = [str(p if Path(p).is_absolute() else base / p) for p in cfg[key]]
-        for key in ("output", "report"):
+        for key in ("output", "report", "init"):
             if cfg.get(key) and not Path(cfg[key]).is_absolute():
                 cfg[key] = str(base / cfg[key])
     try:

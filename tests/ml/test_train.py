@@ -146,3 +146,26 @@ def test_species_not_in_data_list_is_refused(frames) -> None:
     cfg = TrainConfig(data=["-"], species=["Cu"], epochs=1, **SMALL)
     with pytest.raises(ValueError, match=r"\['Al'\] not in species"):
         train(cfg, frames=frames[:4])
+
+
+def test_warm_start_continues_from_the_init_model(tmp_path, frames) -> None:
+    """``init``: training starts at the given weights (its validation error, not a random model's),
+    keeps its normalisation, and refuses an architecture that differs."""
+    cfg = TrainConfig(data=["-"], epochs=15, seed=1, batch_size=2, validation_fraction=0.2, **SMALL)
+    first = train(cfg, frames=frames)
+    first.model.save(tmp_path / "first.pt")
+    warm_cfg = cfg.model_copy(update={"init": str(tmp_path / "first.pt"), "epochs": 1, "lr": 1e-6})
+    warm = train(warm_cfg, frames=frames)
+    cold = train(cfg.model_copy(update={"epochs": 1}), frames=frames)
+    f_first = first.report["validation"]["forces_meV_per_A"]["mae"]
+    f_warm = warm.report["validation"]["forces_meV_per_A"]["mae"]
+    f_cold = cold.report["validation"]["forces_meV_per_A"]["mae"]
+    assert f_warm == pytest.approx(f_first, rel=0.05)
+    assert f_cold > 1.5 * f_warm
+    assert torch.equal(warm.model.feature_mean, first.model.feature_mean)
+    assert warm.model.spec.avg_neighbors == first.model.spec.avg_neighbors
+    # a core repulsion may be added on a warm start; a different network may not
+    with_core = train(warm_cfg.model_copy(update={"core_inner": 0.5, "core_outer": 1.0}), frames=frames)
+    assert with_core.model.spec.core_outer == 1.0
+    with pytest.raises(ValueError, match="hidden"):
+        train(warm_cfg.model_copy(update={"hidden": [8, 8]}), frames=frames)
