@@ -5,6 +5,8 @@
 * ``ssehpc md --resume STORE`` — continue a run from its checkpoint to the spec's total steps
   (``--steps N`` extends it), appending frames.
 * ``ssehpc info STORE`` — runs, status, frames, last step, simulated time, units.
+* ``ssehpc campaign SPEC.yaml`` — run (or resume) a campaign of many runs on Dask
+  (``docs/campaign.md``); exits non-zero if any run failed, with a summary table.
 
 Bad input exits non-zero with a single ``error: ...`` line (``--debug`` shows the traceback).
 """
@@ -305,13 +307,85 @@ def info(
             last = "-" if s["last_step"] is None else str(s["last_step"])
             out.print(
                 f"run {rid}: status {s['status']}, {s['n_frames']} frames, last step {last}{target}, "
-                f"{_format_time(s['simulated_fs'])} simulated, {s['n_atoms']} atoms, {s['ensemble']}, "
+                f"{_format_time(s['simulated_fs'])} simulated, {'-' if s['n_atoms'] is None else s['n_atoms']} atoms, {s['ensemble']}, "
                 f"{s['temperature_K']} K, dt {s['dt_fs']} fs, checkpoint at step "
                 f"{'-' if s['checkpoint_step'] is None else s['checkpoint_step']}",
                 markup=False,
             )
             if s.get("error"):
                 out.print(f"  error: {s['error']}", markup=False)
+
+
+@app.command()
+def campaign(
+    spec: Annotated[Path, typer.Argument(help="Campaign spec (YAML).", show_default=False)],
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Resume runs recorded as failed instead of reporting them.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Local worker processes (overrides the spec).", min=1)
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and list the runs; compute nothing.")
+    ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Use a running Dask scheduler at this address instead of the spec's resources.",
+        ),
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress.")] = True,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Run a campaign (systems × temperatures × replicas × stages) on Dask; run it again to resume."""
+    from ssehpc.campaign import CampaignSpec, expand, run_campaign
+    from ssehpc.campaign.controller import summary_line
+    from ssehpc.campaign.spec import LocalResources
+    from ssehpc.spec import SpecError
+
+    out = Console(highlight=False, soft_wrap=True)
+    with _errors(debug):
+        cspec = CampaignSpec.from_yaml(spec)
+        if workers is not None:
+            if not isinstance(cspec.resources, LocalResources):
+                raise SpecError("--workers applies to local resources only (Slurm: set jobs in the spec)")
+            cspec = cspec.model_copy(
+                update={"resources": cspec.resources.model_copy(update={"n_workers": workers})}
+            )
+        if dry_run:
+            plan = expand(cspec)
+            for run in plan.runs:
+                out.print(
+                    f"{run.run_id}  T={run.md['temperature_K']} K  {run.md['integrator']['name']}  "
+                    f"{run.steps} steps of {run.dt_fs} fs  seed {run.md['seed']}",
+                    markup=False,
+                )
+            out.print(
+                f"{len(plan.runs)} runs in {len(plan.chains)} replica chains -> {plan.store}", markup=False
+            )
+            return
+        client = None
+        if scheduler is not None:
+            from distributed import Client
+
+            client = Client(scheduler, timeout="30s")
+        try:
+            with _sigterm_as_interrupt():
+                result = run_campaign(cspec, client=client, retry_failed=retry_failed, show_progress=progress)
+        except KeyboardInterrupt:
+            _err_console().print(
+                f"campaign interrupted; runs keep their checkpoints: run `ssehpc campaign {spec}` again to resume",
+                markup=False,
+            )
+            raise
+        finally:
+            if client is not None:
+                client.close()
+        out.print(result.table())
+        out.print(summary_line(result), markup=False)
+        if not result.ok:
+            raise typer.Exit(EXIT_RUN_FAILED)
 
 
 @app.command()

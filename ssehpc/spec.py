@@ -21,6 +21,7 @@ anything is computed or written; :func:`prepare_resume` rebuilds a run from its 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TextIO
@@ -35,7 +36,7 @@ from ssehpc import builders, thermo
 from ssehpc.forces import ForceCompute
 from ssehpc.integrators.base import Integrator
 from ssehpc.io.checkpoint import read_checkpoint
-from ssehpc.io.structure import atoms_to_state, check_structure, read_structure
+from ssehpc.io.structure import StructureError, atoms_to_state, check_structure, read_structure
 from ssehpc.io.zarr_store import COMMITTEE_FRAME_FIELDS, RunStore, StoreError, ZarrStore
 from ssehpc.parallel.domain import SerialDomain
 from ssehpc.parallel.runtime import make_domain, rank_device
@@ -149,20 +150,146 @@ class BulkStructure(_Strict):
         )
 
 
+class PrototypeStructure(_Strict):
+    """A Li–P–S crystal prototype (:func:`ssehpc.structures.lips.prototype`), repeated.
+
+    Attributes:
+        name: prototype key, e.g. ``beta-Li3PS4``, ``gamma-Li3PS4``, ``Li7P3S11``, ``Li2S``.
+        target_atoms: the most isotropic supercell with about this many atoms
+            (:func:`ssehpc.builders.supercell`); ``repeat`` is used when omitted.
+        repeat: repetitions of the conventional cell.
+    """
+
+    builder: Literal["prototype"]
+    name: str
+    target_atoms: int | None = Field(default=None, ge=1)
+    repeat: Repeat = 1
+
+    _repeat = field_validator("repeat")(_check_repeat)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        from ssehpc.structures.lips import PROTOTYPES
+
+        if v not in PROTOTYPES:
+            raise ValueError(f"unknown Li-P-S prototype {v!r}; known: {', '.join(sorted(PROTOTYPES))}")
+        return v
+
+    def build(self) -> ase.Atoms:
+        from ssehpc.structures.lips import prototype
+
+        unit = prototype(self.name)
+        if self.target_atoms is not None:
+            return builders.supercell(unit, self.target_atoms)
+        r = (self.repeat,) * 3 if isinstance(self.repeat, int) else self.repeat
+        return unit.repeat(r) if r != (1, 1, 1) else unit
+
+
+class GlassStructure(_Strict):
+    """A random xLi₂S–(1−x)P₂S₅ starting structure (:func:`ssehpc.structures.lips.random_glass`);
+    melt and quench it (a hot first stage) before using it as a glass.
+
+    Attributes:
+        x: Li₂S mole fraction, 0.5 ≤ x < 1 (0.75: Li₃PS₄, 0.70: Li₇P₃S₁₁).
+        atoms: about this many atoms (at least 12).
+        density: box density, g/cm³.
+        seed: packing seed (the same seed gives the same structure).
+    """
+
+    builder: Literal["glass"]
+    x: float = Field(ge=0.5, lt=1.0, description="Li2S mole fraction")
+    atoms: int = Field(ge=12, description="about this many atoms")
+    density: float = Field(default=1.88, gt=0, description="g/cm^3")
+    seed: int = Field(default=0, ge=0)
+
+    def build(self) -> ase.Atoms:
+        from ssehpc.structures.lips import random_glass
+
+        return random_glass(self.x, self.atoms, self.density, self.seed)
+
+
+class RunStructure(_Strict):
+    """Continue from another run's final state: positions (unwrapped, so trajectories join
+    without jumps), momenta and cell of its current checkpoint, in tag order.
+
+    The new run counts its steps from 0 and builds its own integrator (thermostat variables are
+    not carried over); use a different ``seed`` from the earlier run so that the noise differs.
+
+    Attributes:
+        from_run: run id of the earlier run.
+        store: its store (relative to the spec file); default the spec's own store.
+        velocities: ``continue`` (take the momenta) or ``maxwell_boltzmann`` (draw new ones at
+            ``temperature_K``).
+        require_completed: refuse a run that has not reached its target number of steps.
+    """
+
+    from_run: str
+    store: Path | None = None
+    velocities: Literal["continue", "maxwell_boltzmann"] = "continue"
+    require_completed: bool = True
+
+    @property
+    def carries_momenta(self) -> bool:
+        return self.velocities == "continue"
+
+    def build(self, default_store: Path | None = None) -> ase.Atoms:
+        """The earlier run's checkpointed state as ``ase.Atoms`` (momenta in ASE units).
+
+        Raises:
+            SpecError: no store, no such run, run not completed, no checkpoint, or a batch.
+        """
+        from ssehpc.io.structure import state_to_atoms
+
+        store = self.store if self.store is not None else default_store
+        if store is None:
+            raise SpecError(f"structure.store: needed to find run {self.from_run!r}")
+        where = f"run {self.from_run!r} of store '{store}'"
+        try:
+            run = RunStore.open(store, self.from_run)
+            if self.require_completed and run.status != "completed":
+                step = run.current_step if run.current_step is not None else "-"
+                raise SpecError(
+                    f"structure.from_run: {where} has status {run.status!r} (step {step} of "
+                    f"{run.target_steps}); it must be completed first"
+                )
+            ckpt = read_checkpoint(run.checkpoint_group)
+        except StoreError as exc:
+            raise SpecError(f"structure.from_run: {_one_line(exc)} ({where})") from exc
+        if ckpt.state.n_systems != 1:
+            raise SpecError(f"structure.from_run: {where} holds {ckpt.state.n_systems} systems, not one")
+        atoms = state_to_atoms(ckpt.state, unwrap=True)
+        atoms.info.update({"from_run": self.from_run, "from_step": ckpt.step})
+        return atoms
+
+
+_STRUCTURE_TAGS = ("file", "fcc", "bulk", "prototype", "glass", "run")
+
+
 def _structure_kind(v: Any) -> str | None:
     if isinstance(v, dict):
-        return str(v["builder"]) if "builder" in v else "file" if "file" in v else None
+        if "builder" in v:
+            return str(v["builder"])
+        return "file" if "file" in v else "run" if "from_run" in v else None
+    if isinstance(v, RunStructure):
+        return "run"
     return getattr(v, "builder", "file")
 
 
 StructureSpec = Annotated[
     Annotated[FileStructure, Tag("file")]
     | Annotated[FccStructure, Tag("fcc")]
-    | Annotated[BulkStructure, Tag("bulk")],
+    | Annotated[BulkStructure, Tag("bulk")]
+    | Annotated[PrototypeStructure, Tag("prototype")]
+    | Annotated[GlassStructure, Tag("glass")]
+    | Annotated[RunStructure, Tag("run")],
     Discriminator(
         _structure_kind,
         custom_error_type="structure_source",
-        custom_error_message="structure needs either 'file: PATH' or 'builder: fcc|bulk' with its parameters",
+        custom_error_message=(
+            "structure needs either 'file: PATH' or 'builder: fcc|bulk|prototype|glass' with its "
+            "parameters, or 'from_run: RUN_ID' (continue another run)"
+        ),
     ),
 ]
 
@@ -308,6 +435,12 @@ class MDSpec(_Strict):
             update["store"] = base / self.store
         if isinstance(self.structure, FileStructure) and not self.structure.file.is_absolute():
             update["structure"] = self.structure.model_copy(update={"file": base / self.structure.file})
+        if (
+            isinstance(self.structure, RunStructure)
+            and self.structure.store is not None
+            and not self.structure.store.is_absolute()
+        ):
+            update["structure"] = self.structure.model_copy(update={"store": base / self.structure.store})
         return self.model_copy(update=update) if update else self
 
     def to_json(self) -> dict[str, Any]:
@@ -320,7 +453,7 @@ def format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
-        if len(loc) > 1 and loc[0] == "structure" and loc[1] in ("file", "fcc", "bulk"):
+        if len(loc) > 1 and loc[0] == "structure" and loc[1] in _STRUCTURE_TAGS:
             del loc[1]  # the union tag, not a field
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
@@ -334,7 +467,13 @@ def format_validation_error(exc: ValidationError) -> str:
 # ---------------------------------------------------------------------- building a run
 def build_structure(spec: MDSpec) -> ase.Atoms:
     """The input structure, checked (periodic, finite, no overlaps below ``min_distance``)."""
-    atoms = spec.structure.build()
+    source = spec.structure
+    try:
+        atoms = source.build(spec.store) if isinstance(source, RunStructure) else source.build()
+    except (ValueError, KeyError, RuntimeError) as exc:
+        if isinstance(exc, (SpecError, StructureError)):
+            raise
+        raise SpecError(f"structure: {_one_line(exc)}") from exc
     check_structure(atoms, min_distance=spec.min_distance, source=_structure_name(spec))
     return atoms
 
@@ -342,6 +481,8 @@ def build_structure(spec: MDSpec) -> ase.Atoms:
 def _structure_name(spec: MDSpec) -> str:
     if isinstance(spec.structure, FileStructure):
         return f"structure file '{spec.structure.file}'"
+    if isinstance(spec.structure, RunStructure):
+        return f"structure (final state of run {spec.structure.from_run!r})"
     return f"structure ({spec.structure.builder} builder)"
 
 
@@ -438,12 +579,22 @@ def prepare_run(
     overwrite: bool = False,
     thermo_stream: TextIO | None = None,
     progress: ProgressCallback | None = None,
+    extra_attrs: Mapping[str, Any] | None = None,
 ) -> MDRun:
     """Validate everything, then create the run in the store and return it ready to execute.
 
     Order: structure (read + checks) → state → potential and species check → integrator →
-    Maxwell–Boltzmann momenta at ``temperature_K`` (keyed by seed and tag) → store.  Nothing is
-    written before every check passed.
+    Maxwell–Boltzmann momenta at ``temperature_K`` (keyed by seed and tag; a structure that
+    continues another run keeps that run's momenta instead) → store.  Nothing is written before
+    every check passed.
+
+    Args:
+        spec: the run.
+        overwrite: replace an existing run of the same id (a ``pending`` placeholder is always
+            replaced).
+        thermo_stream: where the thermo table goes (default stdout).
+        progress: ``progress(done, total)`` after every step.
+        extra_attrs: more run attributes (e.g. the campaign's bookkeeping), written with the run.
 
     Raises:
         SpecError, StructureError, StoreError: one-line reasons.
@@ -451,11 +602,12 @@ def prepare_run(
     domain = make_domain()
     device = rank_device(spec.device, domain)
     atoms = build_structure(spec)
-    state = atoms_to_state(atoms, dtype=spec.torch_dtype, device=device, seed=spec.seed)
+    keep_momenta = isinstance(spec.structure, RunStructure) and spec.structure.carries_momenta
+    state = atoms_to_state(atoms, dtype=spec.torch_dtype, device=device, seed=spec.seed, momenta=keep_momenta)
     potential = build_potential(spec)
     forces = build_forces(spec, potential, state, domain)
     integrator = build_integrator(spec)
-    if spec.temperature_K > 0:
+    if spec.temperature_K > 0 and not keep_momenta:
         # On the full state, keyed by (seed, tag): every rank draws the same momenta.
         thermo.maxwell_boltzmann(state, SerialDomain(), spec.temperature_K)
     committee = getattr(potential, "n_members", 1) >= 2  # force deviations go to the store
@@ -465,7 +617,7 @@ def prepare_run(
         return store.create_run(
             spec.run_id,
             state,
-            _run_attrs(spec, atoms),
+            {**_run_attrs(spec, atoms), **dict(extra_attrs or {})},
             overwrite=overwrite,
             extra_frame_fields=COMMITTEE_FRAME_FIELDS if committee else None,
         )

@@ -47,8 +47,10 @@ from ssehpc.state import State
 #: Version of the layout described in docs/store.md.
 SCHEMA_VERSION: int = 1
 
-#: Lifecycle of a run.
-STATUSES = ("created", "running", "stopped", "completed", "failed", "interrupted")
+#: Lifecycle of a run.  ``pending`` marks a placeholder group declared by a campaign before the
+#: run starts (attributes only, no arrays); ``extrapolating`` is reserved for runs stopped by the
+#: committee uncertainty (adaptive campaigns).
+STATUSES = ("pending", "created", "running", "stopped", "completed", "failed", "interrupted", "extrapolating")
 
 #: Bytes per chunk that the frame chunking aims at.
 TARGET_CHUNK_BYTES: int = 8 << 20
@@ -178,6 +180,13 @@ class ZarrStore:
     def attrs(self) -> dict[str, Any]:
         return self.group.attrs.asdict()
 
+    def update_attrs(self, **changes: Any) -> None:
+        """Set root attributes (one metadata write).  In a campaign only the controller calls
+        this: workers write their own run groups only, never the root."""
+        if self.group.read_only:
+            raise StoreError(f"store '{self.path}' is open read-only")
+        self.group.attrs.update(changes)
+
     @property
     def runs(self) -> list[str]:
         """Run ids, sorted."""
@@ -191,6 +200,15 @@ class ZarrStore:
         Raises:
             StoreError: if the run does not exist, or ``None`` is ambiguous.
         """
+        if run_id is not None and "/" not in run_id:
+            # Direct lookup: listing every run reads one metadata file per run (campaign stores
+            # hold thousands), so the listing is only made for the error message.
+            try:
+                group = self.group["runs"][run_id]
+            except KeyError:
+                group = None
+            if isinstance(group, zarr.Group):
+                return RunStore(group, self.path)
         runs = self.runs
         if run_id is None:
             if len(runs) != 1:
@@ -201,6 +219,36 @@ class ZarrStore:
         if run_id not in runs:
             raise StoreError(f"store '{self.path}' has no run {run_id!r} (runs: {', '.join(runs) or 'none'})")
         return RunStore(self.group["runs"][run_id], self.path)
+
+    def declare_run(self, run_id: str, attrs: Mapping[str, Any]) -> RunStore:
+        """Create a ``pending`` placeholder ``runs/<run_id>`` (attributes only, no arrays), which
+        :meth:`create_run` replaces when the run starts.  Campaigns declare all their runs up
+        front, so that every run of the campaign has a group and a status from the beginning.
+
+        Raises:
+            StoreError: for an invalid id or if the run already exists.
+        """
+        if not run_id or "/" in run_id:
+            raise StoreError(f"invalid run id {run_id!r}")
+        runs = self.group.require_group("runs")
+        if run_id in runs:
+            raise StoreError(f"run {run_id!r} already exists in store '{self.path}'")
+        group = runs.create_group(run_id)
+        now = _now()
+        group.attrs.update(
+            {
+                **dict(attrs),
+                "schema_version": SCHEMA_VERSION,
+                "ssehpc_version": ssehpc.__version__,
+                "n_frames": 0,
+                "last_step": None,
+                "status": "pending",
+                "error": None,
+                "created": now,
+                "updated": now,
+            }
+        )
+        return RunStore(group, self.path)
 
     def create_run(
         self,
@@ -217,22 +265,28 @@ class ZarrStore:
             run_id: name of the run group.
             state: initial state (defines atoms, species, masses, systems).
             attrs: run attributes (spec, ensemble, dt_fs, temperature_K, seed, steps, ...).
-            overwrite: replace an existing run of that name instead of raising.
+            overwrite: replace an existing run of that name instead of raising (a ``pending``
+                placeholder from :meth:`declare_run` is always replaced).
             extra_frame_fields: additional per-frame arrays (e.g. committee force deviations).
 
         Raises:
-            StoreError: if the run exists and ``overwrite`` is false.
+            StoreError: if the run exists (and is not a placeholder) and ``overwrite`` is false.
         """
         if not run_id or "/" in run_id:
             raise StoreError(f"invalid run id {run_id!r}")
         runs = self.group.require_group("runs")
+        reuse = False
         if run_id in runs:
-            if not overwrite:
-                raise StoreError(
-                    f"run {run_id!r} already exists in store '{self.path}' (resume it, or overwrite it)"
-                )
-            del runs[run_id]
-        group = runs.create_group(run_id)
+            # A placeholder is filled in place (its group never disappears for a reader); arrays
+            # left by a start that died before recording its status are replaced.
+            reuse = runs[run_id].attrs.get("status") == "pending"
+            if not reuse:
+                if not overwrite:
+                    raise StoreError(
+                        f"run {run_id!r} already exists in store '{self.path}' (resume it, or overwrite it)"
+                    )
+                del runs[run_id]
+        group = runs[run_id] if reuse else runs.create_group(run_id)
         n_atoms, n_sys = state.n_atoms, state.n_systems
         order = torch.argsort(state.tag)
         statics = {
@@ -242,7 +296,9 @@ class ZarrStore:
             "system_idx": state.system_idx[order],
         }
         for name, (dtype, unit) in STATIC_FIELDS.items():
-            arr = group.create_array(name, data=statics[name].detach().cpu().numpy().astype(dtype))
+            arr = group.create_array(
+                name, data=statics[name].detach().cpu().numpy().astype(dtype), overwrite=reuse
+            )
             arr.attrs["units"] = unit
         fields = {**FRAME_FIELDS, **(extra_frame_fields or {})}
         frames_per_chunk, atom_block = frame_chunks(n_atoms)
@@ -256,7 +312,9 @@ class ZarrStore:
             else:
                 chunks = (SCALAR_CHUNK_FRAMES, *shape)
             fill = 0 if f.dtype.startswith("int") else math.nan
-            arr = group.create_array(name, shape=(0, *shape), chunks=chunks, dtype=f.dtype, fill_value=fill)
+            arr = group.create_array(
+                name, shape=(0, *shape), chunks=chunks, dtype=f.dtype, fill_value=fill, overwrite=reuse
+            )
             arr.attrs["units"] = f.unit
         group.attrs.update(
             {
@@ -332,8 +390,8 @@ class RunStore:
         return self._attrs.get("error")
 
     def set_status(self, status: str, error: str | None = None, *, step: int | None = None) -> None:
-        """Record the run's status (``created|running|stopped|completed|failed|interrupted``) and,
-        if given, the MD step the run has reached (attribute ``current_step``)."""
+        """Record the run's status (one of :data:`STATUSES`) and, if given, the MD step the run
+        has reached (attribute ``current_step``)."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         changes: dict[str, Any] = {"status": status, "error": error}

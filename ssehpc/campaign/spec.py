@@ -1,0 +1,425 @@
+"""The campaign specification: a validated YAML file describing many MD runs.
+
+A campaign is systems (structures, optionally expanded over a parameter grid) × temperatures ×
+replicas, each replica running an ordered list of stages (e.g. melt → quench → production),
+all with one potential, written into one Zarr store.  Example (``examples/campaign_lj.yaml``)::
+
+    name: lj-demo
+    store: lj_campaign.zarr                # relative paths are relative to the spec file
+    systems:
+      - id: ar
+        structure: {builder: fcc, element: Ar, a: 5.26, repeat: 2}
+        grid: {a: [5.20, 5.26, 5.32]}      # three systems: ar_a5.2, ar_a5.26, ar_a5.32
+    temperatures_K: [60, 80, 100]
+    replicas: 4
+    potential: {name: lj, params: {epsilon: 0.0104, sigma: 3.405, cutoff: 6.0}}
+    dt_fs: 5.0
+    seed: 2024
+    stages:
+      - {name: equil, integrator: {name: langevin, params: {damping: 100.0}}, ps: 0.5,
+         write_interval: 0}
+      - {name: prod, integrator: {name: nve}, steps: 400, write_interval: 20}
+    resources: {kind: local, n_workers: 2}
+
+Errors are one line and name the field (``stages.1.ps: ...``, ``systems.0.grid.b: ...``), and
+are raised by :meth:`CampaignSpec.from_yaml` before anything is computed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ssehpc.spec import (
+    MAX_DT_FS,
+    FileStructure,
+    IntegratorSpec,
+    PotentialSpec,
+    RunStructure,
+    SpecError,
+    StructureSpec,
+)
+
+#: Characters allowed in system ids and stage names (they become parts of run ids).
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]*")
+#: Union tags that pydantic puts into error locations; they are not fields.
+_UNION_TAGS = frozenset({"file", "fcc", "bulk", "prototype", "glass", "run", "local", "slurm"})
+_UNIONS = frozenset({"structure", "resources"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_id(v: str, what: str) -> str:
+    if not _ID.fullmatch(v):
+        raise ValueError(
+            f"{what} must start with a letter or digit and contain only letters, digits, '.' and '-' "
+            f"(it becomes part of run ids, where '_' separates the parts), got {v!r}"
+        )
+    return v
+
+
+# ---------------------------------------------------------------------- systems
+class SystemSpec(_Strict):
+    """A structure, or a family of structures over a parameter grid.
+
+    Attributes:
+        id: name of the system (part of every run id).
+        structure: any structure source of :class:`ssehpc.spec.MDSpec` (file, ``fcc``, ``bulk``,
+            Li–P–S ``prototype``, ``glass``, or ``from_run`` of another store).
+        grid: ``{parameter: [values]}`` over parameters of ``structure`` (e.g. glass ``x`` or a
+            lattice constant ``a``); the Cartesian product becomes one system per combination,
+            named ``<id>_<param><value>``.
+    """
+
+    id: str
+    structure: StructureSpec
+    grid: dict[str, list[float | int | str]] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return _check_id(v, "a system id")
+
+    @model_validator(mode="after")
+    def _grid(self) -> SystemSpec:
+        if not self.grid:
+            return self
+        fields = set(type(self.structure).model_fields) - {"builder"}
+        for key, values in self.grid.items():
+            if key not in fields:
+                raise ValueError(
+                    f"grid.{key}: not a parameter of this structure source (has {', '.join(sorted(fields))})"
+                )
+            if not values:
+                raise ValueError(f"grid.{key}: needs at least one value")
+            if len({_format_value(v) for v in values}) != len(values):
+                raise ValueError(f"grid.{key}: duplicate values {values}")
+        for combo in self.grid_points():
+            try:
+                self._structure_at(combo)
+            except ValidationError as exc:  # noqa: PERF203 - raises on the first bad point
+                raise ValueError(f"grid {combo}: {_format_errors(exc, prefix='structure')}") from None
+        return self
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of grid values, in the order written (last key varies fastest)."""
+        points: list[dict[str, Any]] = [{}]
+        for key, values in (self.grid or {}).items():
+            points = [{**p, key: v} for p in points for v in values]
+        return points
+
+    def _structure_at(self, combo: dict[str, Any]) -> Any:
+        data = {**self.structure.model_dump(mode="json", exclude_unset=True), **combo}
+        return type(self.structure).model_validate(data)
+
+    def expand(self) -> list[tuple[str, Any, dict[str, Any]]]:
+        """``(system_id, structure, grid point)`` for every grid point (one without a grid)."""
+        if not self.grid:
+            return [(self.id, self.structure, {})]
+        out = []
+        for combo in self.grid_points():
+            suffix = "_".join(f"{k}{_format_value(v)}" for k, v in combo.items())
+            out.append((f"{self.id}_{suffix}", self._structure_at(combo), combo))
+        return out
+
+
+def _format_value(v: Any) -> str:
+    """A grid value as it appears in ids: ``0.7``, ``5.26``, ``1e-05``; strings sanitised."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}"
+    return re.sub(r"[^A-Za-z0-9.\-]", "-", str(v))
+
+
+# ---------------------------------------------------------------------- stages
+class StageSpec(_Strict):
+    """One stage of every replica, started from the previous stage's final state.
+
+    Attributes:
+        name: stage name (part of the run id).
+        integrator: integrator name and parameters (``nve``, ``langevin``, ``nose_hoover``, ``npt``).
+        steps: number of MD steps; or give ``ps``.
+        ps: length in picoseconds (``steps = round(ps·1000/dt_fs)``).
+        temperature_K: override the point's temperature for this stage (e.g. a melt), K.
+        pressure_GPa: barostat target, GPa (``npt``).
+        dt_fs: override the campaign's time step, fs.
+        write_interval: steps between frames (0: none).
+        checkpoint_interval: steps between checkpoints (0: only at the end of the stage); a
+            killed run restarts from its last checkpoint, so this bounds the work lost.
+        thermo_interval: steps between thermo-table rows in the worker's log (0: none).
+        velocities: for stages after the first, ``continue`` the previous stage's momenta or draw
+            ``maxwell_boltzmann`` ones at this stage's temperature.
+    """
+
+    name: str
+    integrator: IntegratorSpec = Field(default_factory=IntegratorSpec)
+    steps: int | None = Field(default=None, ge=0)
+    ps: float | None = Field(default=None, ge=0)
+    temperature_K: float | None = Field(default=None, ge=0)  # noqa: N815 (unit in the name)
+    pressure_GPa: float = 0.0  # noqa: N815
+    dt_fs: float | None = Field(default=None, gt=0, le=MAX_DT_FS)
+    write_interval: int = Field(default=100, ge=0)
+    checkpoint_interval: int = Field(default=1000, ge=0)
+    thermo_interval: int = Field(default=0, ge=0)
+    velocities: Literal["continue", "maxwell_boltzmann"] = "continue"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_id(v, "a stage name")
+
+    @model_validator(mode="after")
+    def _length(self) -> StageSpec:
+        if (self.steps is None) == (self.ps is None):
+            raise ValueError("give the stage length as either 'steps' or 'ps' (not both)")
+        return self
+
+    def n_steps(self, dt_fs: float) -> int:
+        """Number of MD steps at time step ``dt_fs`` (fs)."""
+        if self.steps is not None:
+            return self.steps
+        assert self.ps is not None
+        return round(self.ps * 1000.0 / dt_fs)
+
+
+# ---------------------------------------------------------------------- resources
+class LocalResources(_Strict):
+    """A Dask ``LocalCluster`` of worker processes on this machine.
+
+    Attributes:
+        n_workers: worker processes (default: CPU cores // threads_per_worker).
+        threads_per_worker: torch threads of each run (each worker runs one replica at a time).
+        memory_limit: per worker (``"auto"``, ``"4GB"``, ...); the worker restarts above it.
+        dashboard_address: where the Dask dashboard listens (``":0"``: any free port).
+    """
+
+    kind: Literal["local"] = "local"
+    n_workers: int | None = Field(default=None, ge=1)
+    threads_per_worker: int = Field(default=1, ge=1)
+    memory_limit: str = "auto"
+    dashboard_address: str = ":8787"
+
+
+class SlurmResources(_Strict):
+    """A dask-jobqueue ``SLURMCluster`` built from a profile (jobqueue-style YAML).
+
+    Attributes:
+        profile: a profile name (``schedulers/profiles/<name>.yaml``) or a path to one.
+        jobs: Slurm jobs to start (each runs ``processes`` workers).
+        threads_per_worker: torch threads of each run.
+        tls: encrypt scheduler–worker traffic with temporary self-signed certificates (written
+            to the profile's ``shared-temp-directory``).
+        overrides: jobqueue keys that replace the profile's (e.g. ``walltime``, ``account``).
+        dashboard_address: where the Dask dashboard listens.
+    """
+
+    kind: Literal["slurm"]
+    profile: str
+    jobs: int = Field(default=1, ge=1)
+    threads_per_worker: int = Field(default=1, ge=1)
+    tls: bool = True
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    dashboard_address: str = ":8787"
+
+
+def _resources_kind(v: Any) -> str | None:
+    if isinstance(v, dict):
+        return str(v.get("kind", "local"))
+    return getattr(v, "kind", None)
+
+
+ResourcesSpec = Annotated[
+    Annotated[LocalResources, Tag("local")] | Annotated[SlurmResources, Tag("slurm")],
+    Discriminator(
+        _resources_kind,
+        custom_error_type="resources_kind",
+        custom_error_message="resources.kind must be 'local' or 'slurm'",
+    ),
+]
+
+
+# ---------------------------------------------------------------------- the campaign
+class CampaignSpec(_Strict):
+    """A campaign: systems × temperatures × replicas, each replica a chain of stages.
+
+    Attributes:
+        name: campaign name (recorded in the store).
+        store: the campaign's Zarr store (relative to the spec file).
+        systems: structures (with optional parameter grids).
+        temperatures_K: temperatures of the grid, K.
+        replicas: independent replicas per (system, temperature) point.
+        stages: what every replica runs, in order; stage k starts from stage k−1's final state.
+        potential: potential name and parameters (``make_potential``).
+        dt_fs: time step, fs (stages may override it).
+        seed: campaign seed; every run's seed is derived from it, the system, the temperature,
+            the replica and the stage (:func:`ssehpc.campaign.plan.derive_seed`).
+        device: ``cpu`` or ``cuda``.
+        dtype: ``float32`` or ``float64``.
+        skin: neighbour-list skin, Å.
+        min_distance: smallest allowed interatomic distance of input structures, Å.
+        resources: where the runs execute (``local`` or ``slurm``).
+    """
+
+    name: str
+    store: Path
+    systems: list[SystemSpec] = Field(min_length=1)
+    temperatures_K: list[float] = Field(min_length=1)  # noqa: N815 (unit in the name)
+    replicas: int = Field(default=1, ge=1)
+    stages: list[StageSpec] = Field(min_length=1)
+    potential: PotentialSpec
+    dt_fs: float = Field(gt=0, le=MAX_DT_FS)
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    device: Literal["cpu", "cuda"] = "cpu"
+    dtype: Literal["float32", "float64"] = "float64"
+    skin: float = Field(default=1.0, gt=0, le=5.0)
+    min_distance: float = Field(default=0.5, ge=0)
+    resources: ResourcesSpec = Field(default_factory=LocalResources)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("temperatures_K")
+    @classmethod
+    def _temperatures(cls, v: list[float]) -> list[float]:
+        for t in v:
+            if not (math.isfinite(t) and t >= 0):
+                raise ValueError(f"temperatures must be finite and non-negative (K), got {t}")
+        labels = [_format_value(float(t)) for t in v]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"duplicate temperatures {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistency(self) -> CampaignSpec:
+        ids = [sid for s in self.systems for sid, _, _ in s.expand()]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"systems: duplicate system ids after grid expansion: {', '.join(dup)}")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages: duplicate stage names {names}")
+        for k, stage in enumerate(self.stages):
+            dt = stage.dt_fs or self.dt_fs
+            if stage.ps is not None and stage.ps > 0 and stage.n_steps(dt) < 1:
+                raise ValueError(f"stages.{k}.ps: {stage.ps} ps is shorter than one time step of {dt} fs")
+        return self
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_dict(cls, data: Any, base_dir: str | Path | None = None) -> CampaignSpec:
+        """Validate ``data``; relative paths are resolved against ``base_dir``.
+
+        Raises:
+            SpecError: one line naming the offending field(s).
+        """
+        if not isinstance(data, dict):
+            raise SpecError(f"a campaign spec must be a mapping of fields, got {type(data).__name__}")
+        try:
+            spec = cls.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError(_format_errors(exc)) from None
+        return spec.resolve_paths(base_dir) if base_dir is not None else spec
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> CampaignSpec:
+        """Read and validate a YAML campaign spec (paths in it are relative to its directory)."""
+        path = Path(path)
+        if not path.is_file():
+            raise SpecError(f"campaign spec file '{path}' does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise SpecError(f"cannot parse campaign spec '{path}'{where}: {problem}") from None
+        try:
+            return cls.from_dict(data, base_dir=path.parent.resolve())
+        except SpecError as exc:
+            raise SpecError(f"{path}: {exc}") from None
+
+    def resolve_paths(self, base_dir: str | Path) -> CampaignSpec:
+        """A copy whose relative paths (store, structure files, other stores, model file, Slurm
+        profile file) are made absolute against ``base_dir``."""
+        from ssehpc.ml.shipped import SHIPPED_MODELS
+
+        base = Path(base_dir)
+        update: dict[str, Any] = {}
+        if not self.store.is_absolute():
+            update["store"] = base / self.store
+        systems = []
+        for s in self.systems:
+            st = s.structure
+            if isinstance(st, FileStructure) and not st.file.is_absolute():
+                s = s.model_copy(update={"structure": st.model_copy(update={"file": base / st.file})})
+            elif isinstance(st, RunStructure) and st.store is not None and not st.store.is_absolute():
+                s = s.model_copy(update={"structure": st.model_copy(update={"store": base / st.store})})
+            systems.append(s)
+        update["systems"] = systems
+        model = self.potential.params.get("model")
+        if (
+            self.potential.name.strip().lower() == "mlff"
+            and isinstance(model, str)
+            and model.strip().lower() not in SHIPPED_MODELS
+            and not Path(model).expanduser().is_absolute()
+        ):
+            params = {**self.potential.params, "model": str(base / model)}
+            update["potential"] = self.potential.model_copy(update={"params": params})
+        res = self.resources
+        if isinstance(res, SlurmResources) and res.profile.endswith((".yaml", ".yml")):
+            profile = Path(res.profile)
+            if not profile.is_absolute():
+                update["resources"] = res.model_copy(update={"profile": str(base / profile)})
+        return self.model_copy(update=update)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able dict (what the store records)."""
+        return self.model_dump(mode="json")
+
+    # ------------------------------------------------------------------ derived
+    def stage_dt(self, stage: StageSpec) -> float:
+        """Time step of ``stage``, fs."""
+        return stage.dt_fs if stage.dt_fs is not None else self.dt_fs
+
+
+def _format_errors(exc: ValidationError, prefix: str = "") -> str:
+    """``field.path: message; ...`` on one line (union tags dropped from the paths)."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        loc = [p for k, p in enumerate(loc) if not (k and p in _UNION_TAGS and loc[k - 1] in _UNIONS)]
+        if prefix:
+            loc = [prefix, *loc]
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field (typo?)"
+        where = ".".join(loc)
+        # Validators that check several fields name the one at fault: "grid.x: ...".
+        head, sep, rest = msg.partition(": ")
+        if sep and re.fullmatch(r"[A-Za-z_]\w*(\.\w+)*", head):
+            where, msg = (f"{where}.{head}" if where else head), rest
+        parts.append(f"{where or 'spec'}: {msg}")
+    return "; ".join(parts)
