@@ -1,10 +1,10 @@
-"""Built-in ML force field vs its teacher: ssehpc ``mlff lips-v0`` against CHGNet, Langevin MD.
+"""Built-in ML force field vs its teacher: ssehpc ``mlff lips`` against CHGNet, Langevin MD.
 
 System: β-Li₃PS₄ supercells of about ``--sizes`` atoms (default 192 and 1536; ``supercell`` of
 the 32-atom Pnma cell), rattled by 0.05 Å (fixed seed), velocities Maxwell–Boltzmann at 600 K
 drawn by ssehpc (keyed RNG).  Both codes start from the *same* positions and velocities.
 
-* ssehpc: the shipped committee ``make_potential("mlff", model="lips-v0")`` (K = 4 members) and
+* ssehpc: the shipped committee ``make_potential("mlff", model="lips")`` (K = 4 members) and
   its member 0 alone (``members=[0]``, K = 1), each eager and ``compile=True`` (``torch.compile``;
   compilation happens in the untimed warm-up).  Real MD through ``Simulation`` with Langevin
   (Δt = 1 fs, 600 K, damping 100 fs), ``ForceCompute(skin=1.0)``, float32 state, and a frame probe
@@ -57,7 +57,7 @@ from ssehpc.state import State
 from ssehpc.structures.lips import beta_li3ps4, rattled
 
 BENCH = "mlff_teacher"
-MODEL = "lips-v0"
+MODEL = "lips"
 TEMPERATURE = 600.0  # K
 DT = 1.0  # fs
 DAMPING = 100.0  # fs (ssehpc Langevin friction time; ASE friction 1/damping = 0.01/fs)

@@ -5,7 +5,7 @@
 
 Every rank builds the same full state (``--system lj``: fcc argon of ``bench/lj_argon.py``,
 bit-for-bit the configuration that the driver writes to the LAMMPS data file; ``--system lips``:
-a β-Li₃PS₄ supercell of about ``--atoms`` atoms for the shipped ML committee ``lips-v0``), keeps
+a β-Li₃PS₄ supercell of about ``--atoms`` atoms for the shipped ML committee ``lips``), keeps
 the atoms its brick owns (``domain.distribute``), frees the rest, and runs the package's
 ``Simulation`` (no operations) with one torch thread: the initial force computation, one step
 (memory check), the remaining warm-up steps, then ``--steps`` timed steps between two barriers.
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dt", type=float, default=2.0, help="fs")
     ap.add_argument("--skin", type=float, default=1.0, help="Å")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--model", default="lips-v0", help="lips: ML model name or file")
+    ap.add_argument("--model", default="lips", help="lips: ML model name or file")
     ap.add_argument("--compile", action="store_true", help="lips: torch.compile-d ML kernels")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps (>= 1)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps")

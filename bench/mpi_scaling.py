@@ -11,7 +11,7 @@ One invocation, one table (issue 4):
    ssehpc ÷ LAMMPS rate at the same rank count.
 2. **Million-atom cells** (``--big``, on ``--big-ranks`` = 2): (a) LJ argon, 63³ fcc cells =
    1,000,188 atoms (``--lj-atoms``), ssehpc and LAMMPS; (b) β-Li₃PS₄ with the shipped ML
-   committee ``lips-v0`` (float32, Langevin 600 K, Δt = 1 fs), the most isotropic supercell
+   committee ``lips`` (float32, Langevin 600 K, Δt = 1 fs), the most isotropic supercell
    near ``--ml-atoms`` (default 1,000,000 → 21×33×45 cells of 32 atoms = 997,920 atoms).
    Seconds per step, atoms per rank, peak RSS per rank (goal ≤ 8 GB).
 
@@ -517,7 +517,7 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--no-ml", action="store_true", help="skip the ML cell")
     b.add_argument("--no-big-lj", action="store_true", help="skip the big LJ cell")
     b.add_argument("--ml-atoms", type=int, default=1_000_000, help="target atoms of the β-Li3PS4 supercell")
-    b.add_argument("--ml-model", default="lips-v0")
+    b.add_argument("--ml-model", default="lips")
     b.add_argument("--ml-dtype", choices=["float32", "float64"], default="float32")
     b.add_argument("--ml-dt", type=float, default=1.0, help="fs")
     b.add_argument("--ml-skin", type=float, default=1.0, help="Å")
