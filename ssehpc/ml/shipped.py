@@ -1,8 +1,10 @@
 """Models shipped with ssehpc, by name.
 
-``resolve_model("lips-v0")`` → the path of the 4-member Li–P–S committee distilled from CHGNet
-(``ssehpc/data/lips/committee_v0.pt``; report and training set next to it).  Anything that is not a
-shipped name is taken as a file path.
+``resolve_model("lips")`` → the path of the current 4-member Li–P–S committee distilled from CHGNet
+(``lips-v1``, ``ssehpc/data/lips/committee_v1.pt``; report, training config and training set next
+to it).  ``lips-v0`` is the first committee (no glass melts in its data, no core repulsion; it
+collapses in 1000 K melts of random glass packings) kept for reproducibility: ``lips-v1`` was
+fine-tuned from it.  Anything that is not a shipped name is taken as a file path.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ _DATA = Path(__file__).resolve().parent.parent / "data"
 
 #: Shipped model name → file.
 SHIPPED_MODELS: dict[str, Path] = {
+    "lips": _DATA / "lips" / "committee_v2.pt",
+    "lips-v2": _DATA / "lips" / "committee_v2.pt",
+    "lips-v1": _DATA / "lips" / "committee_v1.pt",
     "lips-v0": _DATA / "lips" / "committee_v0.pt",
 }
 
