@@ -111,6 +111,10 @@ class ModelSpec:
         core_inner, core_outer: Å; if ``core_outer > 0`` a fixed ZBL screened-nuclear repulsion
             acts at ``r < core_outer`` (full below ``core_inner``, switched off smoothly between),
             a safety net where no training data can exist (atoms pushed unphysically close).
+        radial_floor: Å; the learned part sees pairs closer than this as if they were at this
+            distance (its radial functions are frozen: no learned radial force below it), so only
+            the core repulsion acts there.  At most the shortest distance in the training data,
+            so predictions on the data do not change; 0 = off.
     """
 
     species: tuple[int, ...]
@@ -126,6 +130,7 @@ class ModelSpec:
     n_members: int = 1
     core_inner: float = 0.0
     core_outer: float = 0.0
+    radial_floor: float = 0.0
 
     def __post_init__(self) -> None:
         species = tuple(sorted({_z(s) for s in self.species}))
@@ -154,6 +159,8 @@ class ModelSpec:
             )
         if not self.avg_neighbors > 0:
             raise ValueError(f"avg_neighbors must be positive, got {self.avg_neighbors}")
+        if not 0 <= self.radial_floor < self.cutoff:
+            raise ValueError(f"need 0 <= radial_floor < cutoff, got {self.radial_floor}, {self.cutoff}")
 
     @property
     def n_types(self) -> int:
@@ -489,7 +496,11 @@ class MomentPotential(Potential):
         r = torch.linalg.vector_norm(rij, dim=1)
         inv_r = 1.0 / r
         u = rij * inv_r[:, None]
-        b, db = bessel_basis(r, self.cutoff, spec.n_radial)
+        if spec.radial_floor > 0:  # frozen below the floor: the core repulsion alone acts there
+            b, db = bessel_basis(r.clamp(min=spec.radial_floor), self.cutoff, spec.n_radial)
+            db = db.masked_fill((r < spec.radial_floor)[:, None], 0.0)
+        else:
+            b, db = bessel_basis(r, self.cutoff, spec.n_radial)
         y = full_powers(u, spec.lmax).index_select(1, self.ang_rep) * self.ang_coef.to(u.dtype)
         return b, db, y, u, inv_r
 

@@ -17,7 +17,8 @@ _DATA = Path(__file__).resolve().parent.parent / "data"
 
 #: Shipped model name → file.
 SHIPPED_MODELS: dict[str, Path] = {
-    "lips": _DATA / "lips" / "committee_v2.pt",
+    "lips": _DATA / "lips" / "committee_v3.pt",
+    "lips-v3": _DATA / "lips" / "committee_v3.pt",
     "lips-v2": _DATA / "lips" / "committee_v2.pt",
     "lips-v1": _DATA / "lips" / "committee_v1.pt",
     "lips-v0": _DATA / "lips" / "committee_v0.pt",

@@ -92,6 +92,9 @@ class TrainConfig(BaseModel):
     hidden: list[int] = Field(default_factory=lambda: [64, 64], min_length=1)
     core_inner: float = Field(0.0, ge=0.0, description="Å, ZBL repulsion at full strength below this")
     core_outer: float = Field(0.0, ge=0.0, description="Å, ZBL repulsion off above this (0 = no repulsion)")
+    radial_floor: float = Field(
+        0.0, ge=0.0, description="Å, learned radial functions frozen below this (≤ shortest distance in the data)"
+    )
     n_members: int = Field(1, ge=1, le=64)
     bootstrap: bool = Field(True, description="committee members train on bootstrap resamples")
     dtype: Literal["float32", "float64"] = "float32"
@@ -155,6 +158,7 @@ class TrainConfig(BaseModel):
             n_members=self.n_members,
             core_inner=self.core_inner,
             core_outer=self.core_outer,
+            radial_floor=self.radial_floor,
         )
 
     @property
@@ -301,14 +305,23 @@ def _init_spec(config: TrainConfig, spec: ModelSpec) -> ModelSpec:
     init = load(config.init)
     mine, theirs = spec.to_dict(), init.spec.to_dict()
     differ = [
-        k for k in mine if k not in ("avg_neighbors", "core_inner", "core_outer") and mine[k] != theirs.get(k)
+        k
+        for k in mine
+        if k not in ("avg_neighbors", "core_inner", "core_outer", "radial_floor") and mine[k] != theirs.get(k)
     ]
     if differ:
         raise ValueError(
             f"init model {config.init} differs from the config in "
             + ", ".join(f"{k} ({theirs.get(k)} vs {mine[k]})" for k in differ)
         )
-    return ModelSpec.from_dict({**theirs, "core_inner": config.core_inner, "core_outer": config.core_outer})
+    return ModelSpec.from_dict(
+        {
+            **theirs,
+            "core_inner": config.core_inner,
+            "core_outer": config.core_outer,
+            "radial_floor": config.radial_floor,
+        }
+    )
 
 
 def train(

@@ -62,6 +62,7 @@ def make_model(
     contraction: str = "gram",
     mixing: str = "neighbour",
     core: tuple[float, float] = (0.0, 0.0),
+    radial_floor: float = 0.0,
 ) -> MomentPotential:
     """A small Li/P/S model whose features are standardised on a random cell, so that the random
     network is far from linear (a meaningful test subject)."""
@@ -78,6 +79,7 @@ def make_model(
         mixing=mixing,
         core_inner=core[0],
         core_outer=core[1],
+        radial_floor=radial_floor,
         hidden=hidden,
         avg_neighbors=10.0,
         n_members=n_members,

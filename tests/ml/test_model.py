@@ -277,3 +277,38 @@ def test_chunked_force_pass_is_identical() -> None:
     out = conformance.evaluate(model, st)
     conformance.assert_close(out.forces, ref.forces, 1e-14, "chunked forces")
     conformance.assert_close(out.virial, ref.virial, 1e-14, "chunked virial")
+
+
+def test_radial_floor_leaves_the_core_alone_below_it() -> None:
+    """Below ``radial_floor`` the learned energy of a pair is frozen, so only the ZBL core acts;
+    above it nothing changes (the floor is set below every distance in the data)."""
+    import numpy as np
+    from ase import Atoms
+
+    from ssehpc.forces import ForceCompute
+    from ssehpc.ml.data import atoms_to_state
+    from tests.ml.systems import make_model
+
+    floored = make_model(core=(0.6, 1.4), radial_floor=1.4)
+    plain = make_model(core=(0.6, 1.4))
+
+    def energy(model, r):
+        atoms = Atoms("PS", positions=[[0, 0, 0], [r, 0.1 * r, 0]], cell=[20, 20, 20], pbc=True)
+        st = atoms_to_state(atoms, dtype=torch.float64)
+        ForceCompute(model).compute(st)
+        return float(st.energy[0]), st.forces.clone()
+
+    # above the floor: identical models
+    for r in (1.5, 2.1, 3.0):
+        assert energy(floored, r)[0] == pytest.approx(energy(plain, r)[0], rel=1e-12, abs=1e-12)
+    # below it the floored model differs (its learned part is frozen at the floor's value)
+    e = np.array([energy(floored, r)[0] for r in (0.9, 1.0, 1.1, 1.2, 1.3)])
+    e_plain = np.array([energy(plain, r)[0] for r in (0.9, 1.0, 1.1, 1.2, 1.3)])
+    assert np.ptp(e) > 1.0  # the ZBL wall is there
+    assert not np.allclose(e - e_plain, (e - e_plain)[0])  # the unfloored learned part varies
+    # forces still equal −dE/dx below the floor (finite differences)
+    r, h = 1.1, 1e-5
+    _, f = energy(floored, r)
+    de = (energy(floored, r + h)[0] - energy(floored, r - h)[0]) / (2 * h)
+    # the second atom sits at (r, 0.1 r, 0): −dE/dr = F·(1, 0.1, 0)
+    assert float(f[1, 0] + 0.1 * f[1, 1]) == pytest.approx(-de, rel=1e-6)
