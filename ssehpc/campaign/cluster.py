@@ -24,8 +24,11 @@ certificates unless ``tls: false`` (the certificates go to ``shared-temp-directo
 node must see).  Workers started with ``--lifetime`` retire before the walltime; their runs
 checkpoint and the controller resubmits them (see :mod:`ssehpc.campaign.task`).
 
-The SLURMCluster path renders and is tested against the job script text only; it has not yet
-been run against a real Slurm (that needs the local single-node Slurm scripts of ``schedulers/``).
+With ``ranks_per_member: R > 1`` each stage runs as an ``srun -n R`` step inside the worker's job
+(:func:`ssehpc.campaign.task.run_stage_srun`); every job needs ``cores >= processes × R``.
+
+The job script is tested as text (``tests/campaign``) and the whole path against a real
+single-node Slurm (``schedulers/local-slurm/``, ``tests/slurm``).
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ class ClusterHandle:
     submit_kwargs: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     description: str = ""
+    ranks: int = 1
+    mpi: str = "pmi2"
+    srun_args: tuple[str, ...] = ()
 
     @property
     def dashboard(self) -> str | None:
@@ -100,7 +106,9 @@ def open_cluster(resources: LocalResources | SlurmResources) -> Iterator[Cluster
             )
         return
     profile = load_slurm_profile(resources)
+    check_member_cores(profile, resources)
     cluster = make_slurm_cluster(profile, resources)
+    ranks = resources.ranks_per_member
     try:
         cluster.scale(jobs=resources.jobs)
         with Client(cluster) as client:
@@ -108,7 +116,11 @@ def open_cluster(resources: LocalResources | SlurmResources) -> Iterator[Cluster
                 client,
                 submit_kwargs={"resources": {CHAIN_RESOURCE: 1}},
                 threads=resources.threads_per_worker,
-                description=f"Slurm ({profile.name}), {resources.jobs} job(s) of {profile.config.get('processes')} workers",
+                description=f"Slurm ({profile.name}), {resources.jobs} job(s) of {profile.config.get('processes')} workers"
+                + (f", members of {ranks} MPI ranks (srun --mpi={resources.mpi})" if ranks > 1 else ""),
+                ranks=ranks,
+                mpi=resources.mpi,
+                srun_args=tuple(resources.srun_args),
             )
     finally:
         cluster.close()
@@ -191,6 +203,25 @@ def load_slurm_profile(resources: SlurmResources) -> SlurmProfile:
             f"resources.profile: unknown jobqueue.slurm keys in '{path}' or overrides: {', '.join(unknown)}"
         )
     return SlurmProfile(resources.profile, path, {**defaults, **settings})
+
+
+def check_member_cores(profile: SlurmProfile, resources: SlurmResources) -> None:
+    """A job must hold ``ranks_per_member`` cores for each of its workers (MPI members run as
+    ``srun -n R`` steps inside the worker's job).
+
+    Raises:
+        SpecError: the profile's ``cores`` is below ``processes × ranks_per_member``.
+    """
+    ranks = resources.ranks_per_member
+    if ranks <= 1:
+        return
+    cores, processes = int(profile.config.get("cores") or 1), int(profile.config.get("processes") or 1)
+    if cores < processes * ranks:
+        raise SpecError(
+            f"resources.ranks_per_member: {ranks} ranks for each of {processes} workers per job need "
+            f"cores >= {processes * ranks}, but profile '{profile.name}' gives {cores} "
+            f"(set overrides: {{cores: {processes * ranks}}} or fewer processes)"
+        )
 
 
 def make_slurm_cluster(profile: SlurmProfile, resources: SlurmResources) -> Any:

@@ -272,7 +272,12 @@ def run_campaign(
                     markup=False,
                 )
                 options = TaskOptions(
-                    threads=handle.threads, retry_failed=retry_failed, lock_timeout_s=lock_timeout_s
+                    threads=handle.threads,
+                    retry_failed=retry_failed,
+                    lock_timeout_s=lock_timeout_s,
+                    ranks=handle.ranks,
+                    mpi=handle.mpi,
+                    srun_args=handle.srun_args,
                 )
                 live = console.is_terminal if show_progress is None else show_progress and console.is_terminal
                 progress = CampaignProgress(

@@ -228,12 +228,21 @@ class SlurmResources(_Strict):
             to the profile's ``shared-temp-directory``).
         overrides: jobqueue keys that replace the profile's (e.g. ``walltime``, ``account``).
         dashboard_address: where the Dask dashboard listens.
+        ranks_per_member: MPI ranks of each run; above 1 every stage runs as an
+            ``srun -n R --mpi=<mpi>`` step inside the worker's Slurm job (give each job
+            ``cores >= processes * R``).
+        mpi: the ``srun --mpi`` plugin of those steps (``pmi2``: the pip ``mpich`` wheel, most MPICH
+            and Open MPI builds; ``pmix`` for Open MPI 5).
+        srun_args: more ``srun`` arguments of those steps (e.g. ``["--gpus-per-task=1"]``).
     """
 
     kind: Literal["slurm"]
     profile: str
     jobs: int = Field(default=1, ge=1)
     threads_per_worker: int = Field(default=1, ge=1)
+    ranks_per_member: int = Field(default=1, ge=1)
+    mpi: str = "pmi2"
+    srun_args: list[str] = Field(default_factory=list)
     tls: bool = True
     overrides: dict[str, Any] = Field(default_factory=dict)
     dashboard_address: str = ":8787"

@@ -25,16 +25,24 @@ but not its process) waits for it.  Workers write only their own run groups, nev
 **Draining.**  A worker that is retiring (``--lifetime`` near the Slurm walltime, or
 ``retire_workers``) is noticed between steps: the run writes a checkpoint at once, records status
 ``interrupted`` and the outcome ``drained``, and the controller submits the chain again.
+
+**MPI members** (``TaskOptions.ranks > 1``, Slurm only): each stage runs as an
+``srun -n R --mpi=<plugin>`` step inside the worker's allocation (:func:`run_stage_srun`); every
+rank runs :func:`member_main`, which starts or resumes the run as above.  They are not drained.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
+import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,12 +80,19 @@ class TaskOptions:
         retry_failed: resume (or restart) runs whose status is ``failed`` instead of reporting them.
         lock_timeout_s: how long to wait for a chain lock held by another process, s.
         drain_check_s: how often to ask whether the worker is retiring, s (0: never).
+        ranks: MPI ranks per run; above 1 each stage runs as an ``srun -n ranks`` step inside the
+            worker's Slurm job (:func:`run_stage_srun`).
+        mpi: ``srun --mpi`` plugin of those steps.
+        srun_args: more ``srun`` arguments of those steps.
     """
 
     threads: int = 1
     retry_failed: bool = False
     lock_timeout_s: float = 300.0
     drain_check_s: float = 2.0
+    ranks: int = 1
+    mpi: str = "pmi2"
+    srun_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,6 +251,8 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
     """Start, resume or skip one run (see the module docstring)."""
     from ssehpc.spec import prepare_resume, prepare_run
 
+    if options.ranks > 1:
+        return run_stage_srun(store_path, run, options)
     t0 = time.perf_counter()
     store = ZarrStore.open(store_path, "r+")
     existing = open_run(store, run.run_id)
@@ -345,3 +362,144 @@ def _current_worker() -> Any:
         return get_worker()
     except (ImportError, ValueError):
         return None
+
+
+# ---------------------------------------------------------------------- MPI members
+#: Prefix of the line in which the writer rank of an MPI member reports its outcome (JSON).
+OUTCOME_TAG = "SSEHPC_MEMBER_OUTCOME "
+
+
+def srun_command(store_path: str | Path, run: RunSpec, options: TaskOptions) -> list[str]:
+    """The ``srun`` step that runs one stage on ``options.ranks`` MPI ranks (:func:`member_main`)."""
+    payload = json.dumps({"run": dataclasses.asdict(run), "retry_failed": options.retry_failed})
+    return [
+        "srun",
+        "-n",
+        str(options.ranks),
+        "-c",
+        "1",
+        f"--mpi={options.mpi}",
+        *options.srun_args,
+        sys.executable,
+        "-c",
+        "from ssehpc.campaign.task import member_main; member_main()",
+        str(Path(store_path).resolve()),
+        payload,
+    ]
+
+
+def run_stage_srun(store_path: str | Path, run: RunSpec, options: TaskOptions) -> RunOutcome:
+    """Start, resume or skip one run as an MPI job step: ``srun -n R --mpi=<mpi>`` inside the
+    worker's Slurm allocation (a dask-jobqueue worker is one Slurm task).
+
+    The step's ranks decide start/resume exactly as :func:`run_stage` does and write into the
+    same store (the writer rank only); this worker holds the chain lock meanwhile.  If the step
+    dies without reporting (MPI_Abort, srun error, killed), the run is recorded ``failed`` with the
+    end of srun's output unless the step recorded a failure itself.  MPI members are not drained
+    when the worker retires: the step runs on until the job ends, and the run resumes from its
+    last checkpoint (its status stays ``running``/``interrupted``, a resumable status).
+    """
+    t0 = time.perf_counter()
+    store = ZarrStore.open(store_path, "r+")
+    existing = open_run(store, run.run_id)
+    status = existing.status if existing is not None else None
+    if status == "completed":
+        return RunOutcome(run.run_id, "done", dt_fs=run.dt_fs, skipped=True)
+    if status == "failed" and not options.retry_failed:
+        return RunOutcome(run.run_id, "failed", error=existing.error, dt_fs=run.dt_fs, skipped=True)
+    env = dict(os.environ, SSEHPC_NRANKS=str(options.ranks), OMP_NUM_THREADS=str(options.threads))
+    cmd = srun_command(store_path, run, options)
+    log.info("run %s: %s", run.run_id, " ".join(cmd[:-1]))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(OUTCOME_TAG):
+            data = json.loads(line[len(OUTCOME_TAG) :])
+            data["wall_s"] = time.perf_counter() - t0
+            return RunOutcome(**data)
+    tail = " ".join((proc.stderr or proc.stdout).split()[-60:])
+    error = f"SrunError: srun -n {options.ranks} --mpi={options.mpi} exited with {proc.returncode}: {tail}"
+    fresh = ZarrStore.open(store_path, "r+")  # what the step wrote, not this process's old view
+    existing = open_run(fresh, run.run_id)
+    if existing is not None and existing.status == "failed" and existing.error:
+        error = existing.error
+    else:
+        _record_failure(fresh, run.run_id, error)
+    return RunOutcome(run.run_id, "failed", error=error, dt_fs=run.dt_fs, wall_s=time.perf_counter() - t0)
+
+
+def member_main(argv: list[str] | None = None) -> None:
+    """Entry point of every rank of an MPI member step (see :func:`srun_command`): start or resume
+    one run on ``MPI.COMM_WORLD``; the writer rank records the attempt (with the rank count) and
+    prints the outcome as one ``SSEHPC_MEMBER_OUTCOME {json}`` line."""
+    from ssehpc.parallel.runtime import abort_on_error
+    from ssehpc.spec import prepare_resume, prepare_run
+
+    store_path, payload = (argv if argv is not None else sys.argv[1:])[:2]
+    data = json.loads(payload)
+    run = RunSpec(**data["run"])
+    retry_failed = bool(data.get("retry_failed"))
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    # Every rank reads the same state: the worker that started this step holds the chain lock.
+    existing = open_run(ZarrStore.open(store_path, "r"), run.run_id)
+    status = existing.status if existing is not None else None
+    resume = (
+        existing is not None
+        and status in RESUMABLE
+        and (status != "failed" or retry_failed)
+        and "checkpoint" in existing.group
+        and has_checkpoint(existing.group["checkpoint"])
+    )
+    del existing
+    sink = open(os.devnull, "w")  # noqa: SIM115 - closed below
+    thermo = None if run.md.get("thermo_interval") else sink
+
+    def report(outcome: RunOutcome, is_root: bool) -> None:
+        if is_root:
+            sys.stdout.write(OUTCOME_TAG + json.dumps(dataclasses.asdict(outcome)) + "\n")
+            sys.stdout.flush()
+
+    try:
+        try:
+            if resume:
+                mdrun = prepare_resume(store_path, run.run_id, thermo_stream=thermo)
+            else:
+                mdrun = prepare_run(
+                    run.mdspec(), overwrite=True, thermo_stream=thermo, extra_attrs={"campaign": run.labels()}
+                )
+        except Exception as exc:  # raised on every rank (the writer rank's error is broadcast)
+            from ssehpc.parallel.runtime import make_domain
+
+            error = _error_text(exc)
+            # A launch error (wrong --mpi plugin) means every process is its own rank 0.
+            root = (
+                os.environ.get("SLURM_PROCID", "0") == "0"
+                if "LaunchError" in error
+                else make_domain().is_root
+            )
+            if root:
+                _record_failure(ZarrStore.open(store_path, "r+"), run.run_id, error)
+            report(RunOutcome(run.run_id, "failed", error=error, dt_fs=run.dt_fs), root)
+            return
+        sim, rstore = mdrun.simulation, mdrun.store
+        domain = sim.forces.domain
+        start = sim.state.step
+        if rstore is not None:
+            attempts = list(rstore.attrs.get("campaign_attempts") or [])
+            attempts.append(
+                {
+                    "start_step": start,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "at": _now(),
+                    "ranks": int(getattr(domain, "size", 1)),
+                    "slurm_step": f"{os.environ.get('SLURM_JOB_ID', '?')}.{os.environ.get('SLURM_STEP_ID', '?')}",
+                }
+            )
+            rstore.update_attrs(campaign_attempts=attempts)
+        with abort_on_error(domain):
+            mdrun.execute()
+        report(RunOutcome(run.run_id, "done", None, start, sim.state.step, run.dt_fs), rstore is not None)
+    finally:
+        sink.close()

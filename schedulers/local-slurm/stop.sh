@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Stop the local Slurm that schedulers/local-slurm/start.sh started: only the daemons whose PIDs
+# start.sh recorded in the run directory (slurmd, slurmctld, and munged if it started it).
+# Idempotent.  Jobs still running on the node are ended with the daemons.
+#   SSEHPC_SLURM_RUN   run directory (default /tmp/ssehpc-slurm)
+#   --purge            also delete the run directory (state, logs)
+set -uo pipefail
+run=${SSEHPC_SLURM_RUN:-/tmp/ssehpc-slurm}
+say() { echo "local-slurm: $*"; }
+
+stop_pid() {  # name pidfile
+    local name=$1 file=$2 pid
+    [[ -s $file ]] || return 0
+    pid=$(cat "$file")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid"
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null; fi
+        say "stopped $name (pid $pid)"
+    fi
+    rm -f "$file"
+}
+
+[[ -d $run ]] || { say "nothing to stop (no $run)"; exit 0; }
+if [[ -s $run/slurm.conf ]] && command -v scancel >/dev/null; then
+    SLURM_CONF=$run/slurm.conf timeout 5 scancel --state=RUNNING,PENDING -u "$(id -un)" 2>/dev/null || true
+fi
+stop_pid slurmd "$run/slurmd.pid"
+stop_pid slurmctld "$run/slurmctld.pid"
+stop_pid munged "$run/munged.pid"
+if [[ -s $run/etc-link ]]; then
+    link=$(cat "$run/etc-link")
+    if [[ -L $link && $(readlink "$link") == "$run/slurm.conf" ]]; then rm -f "$link"; fi
+    rm -f "$run/etc-link"
+fi
+if [[ ${1:-} == --purge ]]; then rm -rf "$run"; say "removed $run"; fi
+exit 0
