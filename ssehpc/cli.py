@@ -7,6 +7,8 @@
 * ``ssehpc info STORE`` — runs, status, frames, last step, simulated time, units.
 * ``ssehpc campaign SPEC.yaml`` — run (or resume) a campaign of many runs on Dask
   (``docs/campaign.md``); exits non-zero if any run failed, with a summary table.
+* ``ssehpc analyze STORE`` — transport (D*, σ, Haven ratio, Arrhenius) of the completed runs,
+  written to the store's ``analysis/`` group (``docs/analysis.md``).
 
 Bad input exits non-zero with a single ``error: ...`` line (``--debug`` shows the traceback).
 """
@@ -405,3 +407,48 @@ def train(
         from ssehpc.ml.train import train_main
 
         train_main(config)
+
+
+@app.command()
+def analyze(
+    store: Annotated[Path, typer.Argument(help="Zarr store (a run or a campaign).", show_default=False)],
+    species: Annotated[
+        str | None, typer.Option("--species", help="Mobile species (default: Li, or the only species).")
+    ] = None,
+    drift: Annotated[
+        str, typer.Option("--drift", help="Centre-of-mass drift removed: framework, all or none.")
+    ] = "framework",
+    charge: Annotated[
+        float | None, typer.Option("--charge", help="Charge of the mobile ion, e (default: formal charge).")
+    ] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Write PNG plots into this folder.")] = None,
+    write: Annotated[
+        bool, typer.Option("--write/--no-write", help="Write results into the store's analysis/ group.")
+    ] = True,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Transport of completed runs: D*, σ, σ_NE, Haven ratio per (system, T); Arrhenius per system."""
+    out = Console(highlight=False, soft_wrap=True)
+    with _errors(debug):
+        from ssehpc.analysis.msd import AnalysisError
+        from ssehpc.analysis.report import analyze_store, plot_analysis, render_tables, write_analysis
+
+        try:
+            res = analyze_store(store, species, drift=drift, charge=charge)
+        except AnalysisError as exc:
+            _err_console().print(f"error: {_one_line(exc)}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        for table in render_tables(res):
+            out.print(table)
+        for note in res.notes:
+            out.print(f"note: {note}", markup=False)
+        if write:
+            for g in write_analysis(store, res):
+                out.print(f"wrote {store}/{g}", markup=False)
+        if plots is not None:
+            try:
+                files = plot_analysis(res, plots)
+            except ImportError:
+                out.print("note: matplotlib is not installed; no plots", markup=False)
+            else:
+                out.print(f"wrote {len(files)} plots to {plots}", markup=False)

@@ -1,0 +1,6 @@
+"""Make the synthetic-trajectory helpers importable as ``synthetic``."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
