@@ -401,15 +401,7 @@ class MDSpec(_Strict):
     def from_yaml(cls, path: str | Path) -> MDSpec:
         """Read and validate a YAML spec (paths in it are relative to its directory)."""
         path = Path(path)
-        if not path.is_file():
-            raise SpecError(f"spec file '{path}' does not exist")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise SpecError(f"cannot parse spec '{path}'{where}: {problem}") from exc
+        data = read_yaml(path, "spec")
         try:
             return cls.from_dict(data, base_dir=path.parent.resolve())
         except SpecError as exc:
@@ -417,35 +409,66 @@ class MDSpec(_Strict):
 
     def resolve_paths(self, base_dir: str | Path) -> MDSpec:
         """A copy whose relative store, structure-file and model-file paths are made absolute
-        (a shipped model name such as ``lips-v0`` is left alone)."""
-        from ssehpc.ml.shipped import SHIPPED_MODELS
-
+        (a shipped model name such as ``lips`` is left alone)."""
         base = Path(base_dir)
         update: dict[str, Any] = {}
-        model = self.potential.params.get("model")
-        if (
-            self.potential.name.strip().lower() == "mlff"
-            and isinstance(model, str)
-            and model.strip().lower() not in SHIPPED_MODELS
-            and not Path(model).expanduser().is_absolute()
-        ):
-            params = {**self.potential.params, "model": str(base / model)}
-            update["potential"] = self.potential.model_copy(update={"params": params})
         if not self.store.is_absolute():
             update["store"] = base / self.store
-        if isinstance(self.structure, FileStructure) and not self.structure.file.is_absolute():
-            update["structure"] = self.structure.model_copy(update={"file": base / self.structure.file})
-        if (
-            isinstance(self.structure, RunStructure)
-            and self.structure.store is not None
-            and not self.structure.store.is_absolute()
-        ):
-            update["structure"] = self.structure.model_copy(update={"store": base / self.structure.store})
+        structure = resolve_structure_paths(self.structure, base)
+        if structure is not self.structure:
+            update["structure"] = structure
+        potential = resolve_potential_paths(self.potential, base)
+        if potential is not self.potential:
+            update["potential"] = potential
         return self.model_copy(update=update) if update else self
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict (what the store records)."""
         return self.model_dump(mode="json")
+
+
+def read_yaml(path: Path, what: str = "spec") -> Any:
+    """Parse the YAML file ``path``; a missing file or a syntax error is a one-line
+    :class:`SpecError` naming the file (and the line and column)."""
+    if not path.is_file():
+        raise SpecError(f"{what} file '{path}' does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"cannot parse {what} '{path}'{where}: {problem}") from None
+
+
+def resolve_structure_paths(structure: Any, base: Path) -> Any:
+    """``structure`` with a relative structure file or source store made absolute against ``base``
+    (the same object when nothing is relative)."""
+    if isinstance(structure, FileStructure) and not structure.file.is_absolute():
+        return structure.model_copy(update={"file": base / structure.file})
+    if (
+        isinstance(structure, RunStructure)
+        and structure.store is not None
+        and not structure.store.is_absolute()
+    ):
+        return structure.model_copy(update={"store": base / structure.store})
+    return structure
+
+
+def resolve_potential_paths(potential: PotentialSpec, base: Path) -> PotentialSpec:
+    """``potential`` with a relative ``mlff`` model file made absolute against ``base`` (a shipped
+    model name is left alone; the same object when nothing changes)."""
+    from ssehpc.ml.shipped import SHIPPED_MODELS
+
+    model = potential.params.get("model")
+    if (
+        potential.name.strip().lower() == "mlff"
+        and isinstance(model, str)
+        and model.strip().lower() not in SHIPPED_MODELS
+        and not Path(model).expanduser().is_absolute()
+    ):
+        return potential.model_copy(update={"params": {**potential.params, "model": str(base / model)}})
+    return potential
 
 
 def format_validation_error(exc: ValidationError) -> str:

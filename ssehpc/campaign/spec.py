@@ -32,7 +32,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -46,12 +45,13 @@ from pydantic import (
 
 from ssehpc.spec import (
     MAX_DT_FS,
-    FileStructure,
     IntegratorSpec,
     PotentialSpec,
-    RunStructure,
     SpecError,
     StructureSpec,
+    read_yaml,
+    resolve_potential_paths,
+    resolve_structure_paths,
 )
 
 #: Characters allowed in system ids and stage names (they become parts of run ids).
@@ -354,15 +354,7 @@ class CampaignSpec(_Strict):
     def from_yaml(cls, path: str | Path) -> CampaignSpec:
         """Read and validate a YAML campaign spec (paths in it are relative to its directory)."""
         path = Path(path)
-        if not path.is_file():
-            raise SpecError(f"campaign spec file '{path}' does not exist")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise SpecError(f"cannot parse campaign spec '{path}'{where}: {problem}") from None
+        data = read_yaml(path, "campaign spec")
         try:
             return cls.from_dict(data, base_dir=path.parent.resolve())
         except SpecError as exc:
@@ -371,30 +363,15 @@ class CampaignSpec(_Strict):
     def resolve_paths(self, base_dir: str | Path) -> CampaignSpec:
         """A copy whose relative paths (store, structure files, other stores, model file, Slurm
         profile file) are made absolute against ``base_dir``."""
-        from ssehpc.ml.shipped import SHIPPED_MODELS
-
         base = Path(base_dir)
         update: dict[str, Any] = {}
         if not self.store.is_absolute():
             update["store"] = base / self.store
-        systems = []
-        for s in self.systems:
-            st = s.structure
-            if isinstance(st, FileStructure) and not st.file.is_absolute():
-                s = s.model_copy(update={"structure": st.model_copy(update={"file": base / st.file})})
-            elif isinstance(st, RunStructure) and st.store is not None and not st.store.is_absolute():
-                s = s.model_copy(update={"structure": st.model_copy(update={"store": base / st.store})})
-            systems.append(s)
-        update["systems"] = systems
-        model = self.potential.params.get("model")
-        if (
-            self.potential.name.strip().lower() == "mlff"
-            and isinstance(model, str)
-            and model.strip().lower() not in SHIPPED_MODELS
-            and not Path(model).expanduser().is_absolute()
-        ):
-            params = {**self.potential.params, "model": str(base / model)}
-            update["potential"] = self.potential.model_copy(update={"params": params})
+        update["systems"] = [
+            s.model_copy(update={"structure": resolve_structure_paths(s.structure, base)})
+            for s in self.systems
+        ]
+        update["potential"] = resolve_potential_paths(self.potential, base)
         res = self.resources
         if isinstance(res, SlurmResources) and res.profile.endswith((".yaml", ".yml")):
             profile = Path(res.profile)

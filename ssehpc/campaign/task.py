@@ -251,8 +251,6 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
     """Start, resume or skip one run (see the module docstring)."""
     from ssehpc.spec import prepare_resume, prepare_run
 
-    if options.ranks > 1:
-        return run_stage_srun(store_path, run, options)
     t0 = time.perf_counter()
     store = ZarrStore.open(store_path, "r+")
     existing = open_run(store, run.run_id)
@@ -261,6 +259,8 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
         return RunOutcome(run.run_id, "done", dt_fs=run.dt_fs, skipped=True)
     if status == "failed" and not options.retry_failed:
         return RunOutcome(run.run_id, "failed", error=existing.error, dt_fs=run.dt_fs, skipped=True)
+    if options.ranks > 1:
+        return run_stage_srun(store_path, run, options)
     resume = (
         existing is not None
         and status in RESUMABLE
@@ -389,7 +389,8 @@ def srun_command(store_path: str | Path, run: RunSpec, options: TaskOptions) -> 
 
 
 def run_stage_srun(store_path: str | Path, run: RunSpec, options: TaskOptions) -> RunOutcome:
-    """Start, resume or skip one run as an MPI job step: ``srun -n R --mpi=<mpi>`` inside the
+    """Start or resume one run as an MPI job step (after :func:`run_stage` skipped done and failed
+    runs): ``srun -n R --mpi=<mpi>`` inside the
     worker's Slurm allocation (a dask-jobqueue worker is one Slurm task).
 
     The step's ranks decide start/resume exactly as :func:`run_stage` does and write into the
@@ -400,13 +401,6 @@ def run_stage_srun(store_path: str | Path, run: RunSpec, options: TaskOptions) -
     last checkpoint (its status stays ``running``/``interrupted``, a resumable status).
     """
     t0 = time.perf_counter()
-    store = ZarrStore.open(store_path, "r+")
-    existing = open_run(store, run.run_id)
-    status = existing.status if existing is not None else None
-    if status == "completed":
-        return RunOutcome(run.run_id, "done", dt_fs=run.dt_fs, skipped=True)
-    if status == "failed" and not options.retry_failed:
-        return RunOutcome(run.run_id, "failed", error=existing.error, dt_fs=run.dt_fs, skipped=True)
     env = dict(os.environ, SSEHPC_NRANKS=str(options.ranks), OMP_NUM_THREADS=str(options.threads))
     cmd = srun_command(store_path, run, options)
     log.info("run %s: %s", run.run_id, " ".join(cmd[:-1]))

@@ -625,26 +625,28 @@ class MomentPotential(Potential):
         )
         if fast is not None:
             a, basis = fast["moments"](rij, i, j, types, n_centres)
-            network = fast["energy_and_grad"]
+            network, gradient = fast["energy_and_grad"], fast["pair_gradient"]
         else:
             keep = create_graph or rij.shape[0] * _BASIS_BYTES_PER_PAIR <= self.basis_memory
             with torch.no_grad():
                 a, basis = self.atomic_moments(rij.detach(), i, j, types, n_centres, keep_basis=keep)
-            network = self._energy_and_grad_autograd
-        if create_graph or n_centres <= self.atom_chunk:
-            e, grads = network(a, centre_type, create_graph) if fast is None else network(a, centre_type)
-            return e, list(grads), basis, fast["pair_gradient"] if fast else None
+
+            def network(a: torch.Tensor, ct: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                return self._energy_and_grad_autograd(a, ct, create_graph)
+
+            gradient = None
         # Large domains: the per-atom network (and its autograd graph, ~30 kB per atom for K = 4)
         # in blocks of atoms; the blocks are atom-major, so the gradients concatenate in order.
+        step = n_centres if create_graph else max(1, self.atom_chunk)
         parts = [
-            network(a[s : s + self.atom_chunk], centre_type[s : s + self.atom_chunk], False)
-            if fast is None
-            else network(a[s : s + self.atom_chunk], centre_type[s : s + self.atom_chunk])
-            for s in range(0, n_centres, self.atom_chunk)
+            network(a[s : s + step], centre_type[s : s + step]) for s in range(0, max(n_centres, 1), step)
         ]
+        if len(parts) == 1:
+            e, grads = parts[0]
+            return e, list(grads), basis, gradient
         e = torch.cat([p[0] for p in parts], dim=1)
         grads = [torch.cat([p[1][r] for p in parts], dim=1) for r in range(len(parts[0][1]))]
-        return e, grads, basis, fast["pair_gradient"] if fast else None
+        return e, grads, basis, gradient
 
     def _energy_and_grad_autograd(
         self, a: torch.Tensor, centre_type: torch.Tensor, create_graph: bool

@@ -146,21 +146,30 @@ def test_trajectory_does_not_depend_on_the_write_interval(tmp_path) -> None:
     assert float(devs[0][-1].max()) > 0
 
 
-def test_chunked_evaluation_equals_one_pass() -> None:
-    """Pair and atom chunks (memory bounds for million-atom domains) give the same result."""
-    committee = make_model(n_members=3)
-    st = lips_state(seed=8, n_formula=2)
-    whole, chunked = st.clone(), st.clone()
-    ForceCompute(committee).compute(whole)
-    committee.atom_chunk, committee.pair_chunk = 5, 7 * 80
+def _compare_with_overrides(committee, st, **overrides) -> ForceCompute:
+    """Evaluate ``st`` with the model's defaults and with ``overrides`` (class attributes such as
+    chunk sizes set on the instance); results must agree to round-off. Returns the second ForceCompute."""
+    reference, changed = st.clone(), st.clone()
+    ForceCompute(committee).compute(reference)
+    for name, value in overrides.items():
+        setattr(committee, name, value)
     try:
         fc = ForceCompute(committee)
-        fc.compute(chunked)
+        fc.compute(changed)
     finally:
-        del committee.atom_chunk, committee.pair_chunk
-    conformance.assert_close(chunked.forces, whole.forces, 1e-12, "forces")
-    conformance.assert_close(chunked.energy, whole.energy, 1e-12, "energy")
-    conformance.assert_close(chunked.virial, whole.virial, 1e-12, "virial")
+        for name in overrides:
+            delattr(committee, name)
+    conformance.assert_close(changed.forces, reference.forces, 1e-12, "forces")
+    conformance.assert_close(changed.energy, reference.energy, 1e-12, "energy")
+    conformance.assert_close(changed.virial, reference.virial, 1e-12, "virial")
+    return fc
+
+
+def test_chunked_evaluation_equals_one_pass() -> None:
+    """Pair and atom chunks (memory bounds for million-atom domains) give the same result."""
+    _compare_with_overrides(
+        make_model(n_members=3), lips_state(seed=8, n_formula=2), atom_chunk=5, pair_chunk=7 * 80
+    )
 
 
 def test_recomputed_pair_basis_equals_stored_basis() -> None:
@@ -168,17 +177,5 @@ def test_recomputed_pair_basis_equals_stored_basis() -> None:
     (with a ZBL core that acts on a close pair)."""
     committee = make_model(n_members=2, core=(0.5, 2.2))
     st = lips_state(seed=9, n_formula=2)
-    stored, lazy = st.clone(), st.clone()
-    ForceCompute(committee).compute(stored)
-    committee.basis_memory, committee.pair_chunk = 0, 11 * 80
-    try:
-        fc = ForceCompute(committee)
-        fc.compute(lazy)
-    finally:
-        del committee.basis_memory, committee.pair_chunk
-    conformance.assert_close(lazy.forces, stored.forces, 1e-12, "forces")
-    conformance.assert_close(lazy.energy, stored.energy, 1e-12, "energy")
-    conformance.assert_close(lazy.virial, stored.virial, 1e-12, "virial")
-    close = ForceCompute(committee)
-    close.compute(st.clone())
-    assert close.extras["force_dev_max"].item() > 0
+    fc = _compare_with_overrides(committee, st, basis_memory=0, pair_chunk=11 * 80)
+    assert fc.extras["force_dev_max"].item() > 0
