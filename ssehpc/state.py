@@ -49,6 +49,15 @@ class State:
         virial: ``[S, 3, 3]`` eV, ``W = Σ_a x_a ⊗ F_a`` (positive for repulsion).
         step: MD step counter.
         seed: seed of every random stream of the run.
+        n_systems_total: systems of the whole batch (all ranks).
+        system_seed: ``[S]`` int64 seed of each system's random streams (default: ``seed`` for
+            every system).  Batched replicas keep their own seeds here.
+        system_key: ``[S]`` int64 id of each system in its random streams (default ``0..S-1``;
+            thermostat/barostat noise of the system is keyed by ``(system_seed, system_key)``).
+        tag_base: ``[S]`` int64 subtracted from the tags of the system's atoms to key their
+            random numbers (default 0).  :func:`concatenate` offsets tags to keep them unique
+            and records the offset here, so a replica draws the same random numbers batched
+            as alone.
     """
 
     positions: torch.Tensor
@@ -65,6 +74,9 @@ class State:
     step: int = 0
     seed: int = 0
     n_systems_total: int = field(default=-1)
+    system_seed: torch.Tensor | None = None  # type: ignore[assignment]  (filled in __post_init__)
+    system_key: torch.Tensor | None = None  # type: ignore[assignment]
+    tag_base: torch.Tensor | None = None  # type: ignore[assignment]
 
     scopes: ClassVar[dict[str, Scope]] = {
         "positions": "atom",
@@ -81,11 +93,21 @@ class State:
         "step": "global",
         "seed": "global",
         "n_systems_total": "global",
+        "system_seed": "system",
+        "system_key": "system",
+        "tag_base": "system",
     }
 
     def __post_init__(self) -> None:
         if self.n_systems_total < 0:
             self.n_systems_total = int(self.cell.shape[0])
+        n_sys, dev = int(self.cell.shape[0]), self.cell.device
+        if self.system_seed is None:
+            self.system_seed = torch.full((n_sys,), int(self.seed), dtype=torch.int64, device=dev)
+        if self.system_key is None:
+            self.system_key = torch.arange(n_sys, dtype=torch.int64, device=dev)
+        if self.tag_base is None:
+            self.tag_base = torch.zeros(n_sys, dtype=torch.int64, device=dev)
         self.validate()
 
     # ------------------------------------------------------------------ construction
@@ -168,6 +190,11 @@ class State:
         """``[N, 3]`` Å/fs."""
         return self.momenta / self.masses[:, None]
 
+    def atom_random_keys(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(seed [N], tag [N])`` that key each atom's random numbers: its system's seed and its
+        tag relative to the system's ``tag_base`` (see :mod:`ssehpc.random`)."""
+        return self.system_seed[self.system_idx], self.tag - self.tag_base[self.system_idx]
+
     def unwrapped_positions(self) -> torch.Tensor:
         """``[N, 3]`` Å, positions with the image flags undone."""
         cell_of_atom = self.cell[self.system_idx]
@@ -178,6 +205,10 @@ class State:
         return [name for name, s in self.scopes.items() if s == scope]
 
     def replace(self, **changes: object) -> State:
+        """A copy with ``changes``; a new ``seed`` also re-seeds every system (unless
+        ``system_seed`` is given too)."""
+        if "seed" in changes and "system_seed" not in changes:
+            changes["system_seed"] = torch.full_like(self.system_seed, int(changes["seed"]))  # type: ignore[arg-type]
         return dataclasses.replace(self, **changes)
 
     def clone(self) -> State:
@@ -252,7 +283,12 @@ class State:
 
 
 def concatenate(states: list[State]) -> State:
-    """Batch several states into one (systems appended in order, tags made unique)."""
+    """Batch several states into one (systems appended in order, tags made unique).
+
+    Each system keeps its seed and random keys (``system_seed``, ``system_key``, ``tag_base``),
+    so its thermostat noise and momenta draws are those it would get alone.  The result takes
+    the global fields (``step``, ``seed``) of the first state; ``n_systems_total`` is the sum.
+    """
     if not states:
         raise ValueError("concatenate needs at least one state")
     sys_offset = 0
@@ -268,7 +304,10 @@ def concatenate(states: list[State]) -> State:
                 t = t + tag_offset
             atom_parts[name].append(t)
         for name in sys_parts:
-            sys_parts[name].append(getattr(st, name))
+            t = getattr(st, name)
+            if name == "tag_base":  # the random keys of every atom stay what they were
+                t = t + tag_offset
+            sys_parts[name].append(t)
         sys_offset += st.n_systems
         tag_offset += int(st.tag.max()) + 1 if st.n_atoms else 0
     return dataclasses.replace(
@@ -280,7 +319,8 @@ def concatenate(states: list[State]) -> State:
 
 
 def split(state: State) -> list[State]:
-    """Inverse of :func:`concatenate` (tags are kept as they are)."""
+    """Inverse of :func:`concatenate` (tags are kept as they are; so are the random keys, so a
+    system split off continues with the random numbers it had in the batch)."""
     out = []
     for s in range(state.n_systems):
         mask = state.system_idx == s

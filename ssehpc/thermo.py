@@ -106,7 +106,7 @@ def maxwell_boltzmann(
     keyed by ``(seed, tag)``, remove the centre-of-mass motion and rescale to the exact
     temperature (in place)."""
     t = torch.as_tensor(temperature_K, dtype=state.dtype, device=state.device).expand(state.n_systems)
-    z = rng.normal(state.seed, 0, stream, state.tag, 3).to(state.dtype)
+    z = rng.atom_normal(state, 0, stream, 3).to(state.dtype)
     sigma = torch.sqrt(state.masses * units.KB * t[state.system_idx] / units.MVV2E)  # amu·Å/fs
     state.momenta = z * sigma[:, None]
     remove_com_momentum(state, domain)

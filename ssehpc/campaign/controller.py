@@ -8,7 +8,9 @@
    each system's structure once against the potential (a system that fails is recorded as
    failed; the others go on), declare every run as a ``pending`` run group;
 3. submit every chain that is not finished to Dask — one task per replica chain
-   (:func:`ssehpc.campaign.task.run_chain`) — on a ``LocalCluster`` or a ``SLURMCluster``
+   (:func:`ssehpc.campaign.task.run_chain`), or, with ``resources.batch``, one task per batch of
+   small replicas run as one batched state (:func:`ssehpc.campaign.batch.run_batch`) — on a
+   ``LocalCluster`` or a ``SLURMCluster``
    (:mod:`ssehpc.campaign.cluster`), or on a client passed in;
 4. collect outcomes with ``as_completed`` while polling the run groups for progress; chains
    whose worker retired (drained) or whose lock was busy are submitted again; a task Dask gave
@@ -35,6 +37,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ssehpc.campaign.batch import ChainBatch, batch_id, plan_batches, run_batch
 from ssehpc.campaign.cluster import ClusterHandle, open_cluster
 from ssehpc.campaign.plan import CampaignPlan, ChainSpec, RunSpec, expand
 from ssehpc.campaign.progress import CampaignProgress, format_time_fs
@@ -160,12 +163,15 @@ class CampaignSnapshot:
 
 
 # ---------------------------------------------------------------------- preflight
-def check_systems(plan: CampaignPlan, system_ids: set[str]) -> dict[str, str]:
+def check_systems(
+    plan: CampaignPlan, system_ids: set[str], sizes: dict[str, int] | None = None
+) -> dict[str, str]:
     """Build and check the first-stage setup of each system in ``system_ids``, once.
 
     The potential and every stage's integrator must build (else :class:`SpecError`, before any
     compute); a system whose structure cannot be built or holds species the potential does not
-    know is returned as ``{system_id: error}`` and its runs are recorded as failed.
+    know is returned as ``{system_id: error}`` and its runs are recorded as failed.  The atom
+    count of every system that builds goes into ``sizes`` (for batching).
     """
     from ssehpc.io.structure import StructureError, atoms_to_state
     from ssehpc.spec import build_forces, build_integrator, build_potential, build_structure
@@ -182,6 +188,8 @@ def check_systems(plan: CampaignPlan, system_ids: set[str]) -> dict[str, str]:
         md = first[system_id].runs[0].mdspec()
         try:
             atoms = build_structure(md)
+            if sizes is not None:
+                sizes[system_id] = len(atoms)
             state = atoms_to_state(atoms, dtype=md.torch_dtype)
             build_forces(md, potential, state)
         except (SpecError, StructureError) as exc:  # messages that name the problem themselves
@@ -240,7 +248,8 @@ def run_campaign(
     fresh_systems = {
         c.runs[0].system for c in plan.chains if statuses[c.runs[0].run_id].get("status") in (None, "pending")
     }
-    system_errors = check_systems(plan, fresh_systems) if fresh_systems else {}
+    sizes: dict[str, int] = {}
+    system_errors = check_systems(plan, fresh_systems, sizes) if fresh_systems else {}
     if cstore is None:
         cstore = CampaignStore.open(plan)
         assert cstore is not None
@@ -279,6 +288,14 @@ def run_campaign(
                     mpi=handle.mpi,
                     srun_args=handle.srun_args,
                 )
+                units = _batch(spec, todo, statuses, sizes, handle.ranks)
+                n_batches = sum(isinstance(u, ChainBatch) for u in units)
+                if n_batches:
+                    console.print(
+                        f"batching: {sum(len(u.chains) for u in units if isinstance(u, ChainBatch))} replicas "
+                        f"in {n_batches} batched tasks, {len(units) - n_batches} alone",
+                        markup=False,
+                    )
                 live = console.is_terminal if show_progress is None else show_progress and console.is_terminal
                 progress = CampaignProgress(
                     spec.name,
@@ -291,7 +308,7 @@ def run_campaign(
                 with progress:
                     resubmitted = _drive(
                         plan,
-                        todo,
+                        units,
                         handle,
                         options,
                         cstore,
@@ -311,6 +328,33 @@ def run_campaign(
     finally:
         with contextlib.suppress(Exception):
             cstore.record_summary(summary if summary is not None else _counts(cstore.poll(all_ids)))
+
+
+def _batch(
+    spec: CampaignSpec,
+    todo: list[ChainSpec],
+    statuses: dict[str, dict[str, Any]],
+    sizes: dict[str, int],
+    ranks: int,
+) -> list[ChainSpec | ChainBatch]:
+    """Pack ``todo`` into batched tasks as ``resources.batch`` asks (single-rank members only)."""
+    batch = spec.resources.batch
+    if batch.max_replicas <= 1 or ranks > 1:
+        return list(todo)
+    from ssehpc.spec import build_structure
+
+    for chain in todo:
+        run0 = chain.runs[0]
+        if run0.system in sizes:
+            continue
+        n = (statuses.get(run0.run_id) or {}).get("n_atoms")
+        if n is None:
+            try:
+                n = len(build_structure(run0.mdspec()))
+            except Exception:
+                continue
+        sizes[run0.system] = int(n)
+    return plan_batches(todo, max_replicas=batch.max_replicas, max_atoms=batch.max_atoms, n_atoms=sizes)
 
 
 @contextlib.contextmanager
@@ -333,7 +377,7 @@ def _connect(spec: CampaignSpec, client: Any) -> Iterator[ClusterHandle]:
 
 def _drive(
     plan: CampaignPlan,
-    todo: list[ChainSpec],
+    todo: list[ChainSpec | ChainBatch],
     handle: ClusterHandle,
     options: TaskOptions,
     cstore: CampaignStore,
@@ -345,22 +389,29 @@ def _drive(
     max_resubmits: int,
     quiet: bool,
 ) -> int:
-    """Submit ``todo``, collect outcomes, poll progress; returns the number of resubmissions."""
+    """Submit ``todo`` (chains and batches of chains), collect outcomes, poll progress; returns the
+    number of resubmissions."""
     from distributed import as_completed
 
     client = handle.client
     submissions: Counter[str] = Counter()
-    chains: dict[str, ChainSpec] = {}
+    units: dict[str, ChainSpec | ChainBatch] = {}
 
-    def submit(chain: ChainSpec) -> Any:
-        submissions[chain.chain_id] += 1
-        key = f"ssehpc-chain-{chain.chain_id}-{uuid.uuid4().hex[:8]}"
-        fut = client.submit(run_chain, chain, options, key=key, pure=False, **handle.submit_kwargs)
-        chains[fut.key] = chain
+    def submit(unit: ChainSpec | ChainBatch) -> Any:
+        if isinstance(unit, ChainBatch):
+            for c in unit.chains:
+                submissions[c.chain_id] += 1
+            key = f"ssehpc-{unit.batch_id}-{uuid.uuid4().hex[:8]}"
+            fut = client.submit(run_batch, unit, options, key=key, pure=False, **handle.submit_kwargs)
+        else:
+            submissions[unit.chain_id] += 1
+            key = f"ssehpc-chain-{unit.chain_id}-{uuid.uuid4().hex[:8]}"
+            fut = client.submit(run_chain, unit, options, key=key, pure=False, **handle.submit_kwargs)
+        units[fut.key] = unit
         return fut
 
     futures = [submit(c) for c in todo]
-    watched = [r.run_id for c in todo for r in c.runs]
+    watched = [r.run_id for u in todo for c in _chains_of(u) for r in c.runs]
     statuses = cstore.poll([r.run_id for r in plan.runs])
     ac = as_completed(futures)
     last_poll = -1e300
@@ -369,12 +420,17 @@ def _drive(
     try:
         while not ac.is_empty():
             for fut in ac.next_batch(block=False) if ac.has_ready() else []:
-                chain = chains.pop(fut.key)
-                again = _collect(fut, chain, cstore, console, submissions[chain.chain_id] <= max_resubmits)
+                unit = units.pop(fut.key)
+                again = _collect_unit(fut, unit, cstore, console, submissions, max_resubmits)
                 fut.release()  # the result is read; nothing for Dask to keep (or recompute)
                 if again:
-                    resubmitted += 1
-                    ac.add(submit(chain))
+                    resubmitted += len(again)
+                    unit = (
+                        again[0]
+                        if len(again) == 1
+                        else ChainBatch(batch_id(again), again[0].store, tuple(again))
+                    )
+                    ac.add(submit(unit))
             now = time.monotonic()
             if now - last_poll >= interval:
                 last_poll = now
@@ -405,19 +461,44 @@ def _drive(
     return resubmitted
 
 
-def _collect(fut: Any, chain: ChainSpec, cstore: CampaignStore, console: Console, may_resubmit: bool) -> bool:
-    """Handle a finished task; returns whether to submit the chain again."""
+def _chains_of(unit: ChainSpec | ChainBatch) -> tuple[ChainSpec, ...]:
+    return unit.chains if isinstance(unit, ChainBatch) else (unit,)
+
+
+def _collect_unit(
+    fut: Any,
+    unit: ChainSpec | ChainBatch,
+    cstore: CampaignStore,
+    console: Console,
+    submissions: Counter[str],
+    max_resubmits: int,
+) -> list[ChainSpec]:
+    """Handle a finished task (one chain or a batch); returns the chains to submit again."""
+    chains = _chains_of(unit)
     if fut.status == "error":
         exc = fut.exception()
         error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        run = _first_unfinished(chain, cstore)
-        if run is not None:
-            cstore.mark_failed(run, f"task failed: {error}")
-        console.print(f"replica {chain.chain_id}: task failed: {error}", markup=False)
-        return False
+        for chain in chains:
+            run = _first_unfinished(chain, cstore)
+            if run is not None:
+                cstore.mark_failed(run, f"task failed: {error}")
+            console.print(f"replica {chain.chain_id}: task failed: {error}", markup=False)
+        return []
     if fut.status == "cancelled":
-        return False
-    outcome: ChainOutcome = fut.result()
+        return []
+    result = fut.result()
+    outcomes: tuple[ChainOutcome, ...] = result if isinstance(unit, ChainBatch) else (result,)
+    return [
+        chain
+        for chain, outcome in zip(chains, outcomes, strict=True)
+        if _collect(outcome, chain, cstore, console, submissions[chain.chain_id] <= max_resubmits)
+    ]
+
+
+def _collect(
+    outcome: ChainOutcome, chain: ChainSpec, cstore: CampaignStore, console: Console, may_resubmit: bool
+) -> bool:
+    """Handle the outcome of one chain; returns whether to submit it again."""
     status = outcome.status
     if status in ("drained", "busy"):
         if may_resubmit:
@@ -429,8 +510,8 @@ def _collect(fut: Any, chain: ChainSpec, cstore: CampaignStore, console: Console
         console.print(f"replica {chain.chain_id}: gave up ({status}): {reason}", markup=False)
         return False
     for r in outcome.runs:
-        if r.status == "failed" and not r.skipped:
-            console.print(f"run {r.run_id} failed: {r.error}", markup=False)
+        if r.status in ("failed", "extrapolating") and not r.skipped:
+            console.print(f"run {r.run_id} {r.status}: {r.error}", markup=False)
     return False
 
 
@@ -449,8 +530,8 @@ def _is_done(attrs: dict[str, Any]) -> bool:
 
 def _needs_work(chain: ChainSpec, statuses: dict[str, dict[str, Any]], retry_failed: bool) -> bool:
     states = [statuses[r.run_id].get("status") for r in chain.runs]
-    if all(s == "completed" for s in states):
-        return False
+    if all(s == "completed" for s in states) or "extrapolating" in states:
+        return False  # an extrapolating run would replay the same trajectory into the same stop
     return retry_failed or "failed" not in states
 
 
@@ -482,10 +563,10 @@ def _result(
         a = statuses.get(run.run_id) or {}
         store_status = a.get("status")
         error = a.get("error")
-        if store_status == "failed":
-            blocked.setdefault(run.chain_id, run.run_id)
+        if store_status in ("failed", "extrapolating"):
+            blocked.setdefault(run.chain_id, f"{run.run_id} {store_status}")
         elif store_status in (None, "pending") and run.chain_id in blocked:
-            error = f"not started: {blocked[run.chain_id]} failed"
+            error = f"not started: {blocked[run.chain_id]}"
         step = int(a.get("current_step") or 0)
         if store_status == "completed":
             step = max(step, run.steps)

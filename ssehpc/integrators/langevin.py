@@ -74,7 +74,8 @@ def ornstein_uhlenbeck_step(
     """O step ``p ← c₁ p + c₂ sqrt(m k_B T/c) R`` over ``dt`` fs (in place).
 
     Args:
-        state: momenta are updated; noise keyed by ``(state.seed, state.step, stream, state.tag)``.
+        state: momenta are updated; noise keyed by ``(system seed, state.step, stream, tag)``
+            (:func:`ssehpc.random.atom_normal`).
         domain: for the per-system reduction of the kinetic-energy change.
         dt: time the friction acts, fs.
         damping: 1/γ, fs.
@@ -87,7 +88,7 @@ def ornstein_uhlenbeck_step(
     c1 = math.exp(-dt / damping)
     c2 = math.sqrt(-math.expm1(-2.0 * dt / damping))  # sqrt(1 − c₁²) without cancellation
     sigma = torch.sqrt(state.masses * kT.to(state.dtype)[state.system_idx] / units.MVV2E)  # amu·Å/fs
-    noise = rng.normal(state.seed, state.step, stream, state.tag, 3).to(state.dtype)
+    noise = rng.atom_normal(state, state.step, stream, 3).to(state.dtype)
     p_old = state.momenta
     p_new = c1 * p_old + (c2 * sigma)[:, None] * noise
     state.momenta = p_new
@@ -102,29 +103,60 @@ class Langevin(Integrator):
         dt: time step, fs.
         temperature: target temperature, K; one number or one per system of the batch.
         damping: friction time 1/γ, fs (100 fs is a gentle thermostat for most solids).
+        temperature_end: with ``ramp_steps``, the target moves linearly from ``temperature`` at
+            step 0 to this temperature (K; one or one per system) at step ``ramp_steps`` and stays
+            there — a melt–quench at a fixed rate.  The target is a function of the step, so a
+            resumed run follows the same ramp.
+        ramp_steps: length of the ramp, steps (0: no ramp).
     """
 
     name = "langevin"
     conserves_momentum = False
 
-    def __init__(self, dt: float, temperature: float | Sequence[float], damping: float = 100.0) -> None:
+    def __init__(
+        self,
+        dt: float,
+        temperature: float | Sequence[float],
+        damping: float = 100.0,
+        temperature_end: float | Sequence[float] | None = None,
+        ramp_steps: int = 0,
+    ) -> None:
         super().__init__(dt)
         self.temperature = temperature
         self.damping = check_time(damping, "damping")
+        if not isinstance(ramp_steps, int) or ramp_steps < 0:
+            raise ValueError(f"ramp_steps must be a non-negative number of steps, got {ramp_steps!r}")
+        if (temperature_end is None) != (ramp_steps == 0):
+            raise ValueError("a temperature ramp needs both temperature_end (K) and ramp_steps > 0")
+        self.temperature_end = temperature_end
+        self.ramp_steps = ramp_steps
+        self._kT_end: torch.Tensor | None = None
         self._kT: torch.Tensor | None = None
         self._heat: torch.Tensor | None = None  # [S] eV put in by the O steps
 
     def attach(self, state: State, forces: ForceCompute) -> None:
-        self._kT = units.KB * thermo.per_system(self.temperature, state, name="temperature", positive=True)
+        self._set_targets(state)
         self._heat = torch.zeros(state.n_systems, dtype=torch.float64, device=state.device)
+
+    def _set_targets(self, state: State) -> None:
+        self._kT = units.KB * thermo.per_system(self.temperature, state, name="temperature", positive=True)
+        if self.ramp_steps:
+            self._kT_end = units.KB * thermo.per_system(
+                self.temperature_end, state, name="temperature_end", positive=True
+            )
+
+    def target_kT(self, step: int) -> torch.Tensor:
+        """``[S]`` eV, k_B T of the thermostat at ``step`` (on the ramp, if any)."""
+        if not self.ramp_steps:
+            return self._kT
+        f = min(max(step, 0), self.ramp_steps) / self.ramp_steps
+        return self._kT + f * (self._kT_end - self._kT)
 
     def _setup(self, state: State, forces: ForceCompute) -> None:
         if self._heat is None:
             self.attach(state, forces)
         elif self._kT is None:  # after load_state_dict
-            self._kT = units.KB * thermo.per_system(
-                self.temperature, state, name="temperature", positive=True
-            )
+            self._set_targets(state)
             self._heat = self._heat.to(state.device)
 
     def step_one(self, state: State, forces: ForceCompute) -> None:
@@ -132,7 +164,8 @@ class Langevin(Integrator):
         h = 0.5 * self.dt
         momentum_step(state, h)
         position_step(state, h)
-        dke = ornstein_uhlenbeck_step(state, forces.domain, self.dt, self.damping, self._kT, STREAM)
+        kT = self.target_kT(state.step)
+        dke = ornstein_uhlenbeck_step(state, forces.domain, self.dt, self.damping, kT, STREAM)
         self._heat = self._heat + dke.to(torch.float64)
         position_step(state, h)
 

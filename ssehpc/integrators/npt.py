@@ -75,7 +75,7 @@ import torch
 
 from ssehpc import random as rng
 from ssehpc import thermo, units
-from ssehpc.forces import ForceCompute
+from ssehpc.forces import ForceCompute, NonFiniteError
 from ssehpc.integrators.base import Integrator
 from ssehpc.integrators.langevin import check_time, ornstein_uhlenbeck_step
 from ssehpc.integrators.nve import momentum_step, position_step
@@ -85,6 +85,16 @@ from ssehpc.state import State
 STREAM_PARTICLES = 31
 #: Random stream of the barostat (per system).
 STREAM_BAROSTAT = 32
+
+
+#: Largest |Δ ln L| (or |Δ ln V|) of one barostat step before the run is declared exploded.
+MAX_LOG_SCALE_PER_STEP = 1.0
+
+
+def diag_pressure_GPa(state: State, forces: ForceCompute) -> torch.Tensor:
+    """``[S]`` GPa, the mean of the diagonal of the pressure tensor (for error messages)."""
+    p = thermo.pressure_tensor(state, forces.domain)
+    return torch.diagonal(p, dim1=1, dim2=2).mean(dim=1).double() * units.EV_PER_A3_TO_GPA
 
 
 class StochasticCellRescaling(Integrator):
@@ -173,10 +183,20 @@ class StochasticCellRescaling(Integrator):
         """Draw the barostat step; returns ``μ`` ``[S, 3]`` (scale factor per Cartesian axis)."""
         a, d, vol = self._drift_diffusion(state, forces)
         n = a.shape[1]
-        # keyed by the system's index in the batch (State has no global system id yet)
-        ids = torch.arange(state.n_systems, device=state.device)
-        r = rng.system_normal(state.seed, state.step, STREAM_BAROSTAT, ids, n).to(torch.float64)
+        # keyed by each system's (system_seed, system_key): a batched replica draws what it would alone
+        r = rng.state_system_normal(state, state.step, STREAM_BAROSTAT, n).to(torch.float64)
         dy = a * self.dt + torch.sqrt(2.0 * d * self.dt)[:, None] * r  # Δy = aΔt + sqrt(2DΔt) R
+        # A solid under a sane barostat changes a length by far less than 1 % per step (an ideal
+        # gas by ~10 %); an e-fold means the system exploded (pressures of 1e3-1e5 GPa): stop
+        # with a clear error before the cell overflows.
+        bad = ~torch.isfinite(dy).all(dim=1) | (dy.abs().amax(dim=1) > MAX_LOG_SCALE_PER_STEP)
+        if bool(bad.any()):
+            which = torch.nonzero(bad).flatten()[:5].tolist()
+            raise NonFiniteError(
+                f"barostat exploded at step {state.step}: cell scaling of systems {which} by "
+                f"exp({dy[bad].abs().amax().item():.3g}) in one step (pressures "
+                f"{[round(p, 1) for p in diag_pressure_GPa(state, forces)[bad][:5].tolist()]} GPa)"
+            )
         self._pending = (dy, a, d, vol)
         return torch.exp(dy) if self.anisotropic else torch.exp(dy / 3.0).expand(-1, 3)
 

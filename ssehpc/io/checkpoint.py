@@ -42,6 +42,10 @@ from ssehpc.state import State
 POINTER = "current"
 
 
+#: State fields a checkpoint may lack (written since schema 1 as well; filled from ``seed``).
+OPTIONAL_STATE_FIELDS = frozenset({"system_seed", "system_key", "tag_base"})
+
+
 class CheckpointError(StoreError):
     """No usable checkpoint, or one that cannot be read."""
 
@@ -209,8 +213,8 @@ def read_checkpoint(
     sgroup = group["state"]
     fields: dict[str, Any] = {}
     for fname, scope in State.scopes.items():
-        if scope == "global":
-            continue
+        if scope == "global" or (fname in OPTIONAL_STATE_FIELDS and fname not in sgroup):
+            continue  # checkpoints older than the per-system random keys: defaults from the seed
         t = torch.from_numpy(np.array(sgroup[fname][...]))
         fields[fname] = t.to(device) if device is not None else t
     state = State(

@@ -16,6 +16,10 @@ N = 40
 CASES = {
     "nve": ("nve", {}),
     "langevin": ("langevin", {"temperature": [50.0, 70.0], "damping": 50.0}),
+    "langevin_ramp": (
+        "langevin",
+        {"temperature": [50.0, 70.0], "damping": 50.0, "temperature_end": 150.0, "ramp_steps": 60},
+    ),
     "nose_hoover": ("nose_hoover", {"temperature": [50.0, 70.0], "tau": 50.0, "yoshida_order": 3}),
     "npt": ("npt", {"temperature": 60.0, "pressure": [0.1, 0.2], "tau_p": 200.0, "compressibility": 0.4}),
     "npt_aniso": (
@@ -23,7 +27,10 @@ CASES = {
         {"temperature": 60.0, "pressure": 0.1, "tau_p": 200.0, "compressibility": 0.4, "anisotropic": True},
     ),
 }
-FIELDS = ["positions", "momenta", "image", "cell", "forces", "energy", "virial", "tag", "system_idx"]
+FIELDS = [
+    "positions", "momenta", "image", "cell", "forces", "energy", "virial", "tag", "system_idx",
+    "system_seed", "system_key", "tag_base",
+]  # fmt: skip
 
 
 def fresh(name: str, params: dict) -> tuple[State, object, object]:

@@ -71,19 +71,24 @@ def squeue_jobs() -> list[str]:
 
 
 def test_campaign_on_slurmcluster_with_tls(tmp_path: Path) -> None:
+    """The local-cluster grid campaign (3 systems x 3 temperatures x 4 replicas) through
+    SLURMCluster, small replicas batched 6 per task."""
     store = tmp_path / "c.zarr"
     resources = {
         "kind": "slurm",
         "profile": "local",
         "jobs": 2,
         "dashboard_address": ":0",
+        "batch": {"max_replicas": 6},
         "overrides": {
             "shared_temp_directory": str(tmp_path / "dask"),
             "log_directory": str(tmp_path / "logs"),
         },
     }
     spec = tmp_path / "c.yaml"
-    spec.write_text(yaml.safe_dump(campaign(store, resources)))
+    data = campaign(store, resources, temperatures_K=[40.0, 60.0, 80.0], replicas=4)
+    data["systems"][0]["grid"] = {"a": [5.22, 5.30, 5.38]}
+    spec.write_text(yaml.safe_dump(data))
     before = set(squeue_jobs())
     proc = run_cli(spec)
     out = proc.stdout + proc.stderr
@@ -94,15 +99,17 @@ def test_campaign_on_slurmcluster_with_tls(tmp_path: Path) -> None:
     assert "Start worker at:       tls://" in logs or "Start worker at: tls://" in " ".join(logs.split()), (
         logs[-3000:]
     )
-    ids = ["ar_a5.22_T60_r0_md", "ar_a5.3_T60_r0_md"]
+    assert "36 replicas in 6 batched tasks" in out, out[-4000:]
+    ids = [f"ar_a{a}_T{t}_r{r}_md" for a in ("5.22", "5.3", "5.38") for t in (40, 60, 80) for r in range(4)]
     for run_id in ids:
         run = RunStore.open(store, run_id)
         assert run.status == "completed", (run_id, run.status, run.error)
         assert np.asarray(run.read_frames(fields=["step"])["step"]).tolist() == [0, 10, 20, 30, 40]
         hosts = {a["host"] for a in run.attrs["campaign_attempts"]}
         assert hosts, run_id
+        assert run.attrs["batch"].startswith("batch-6x-"), run_id
     summary = ZarrStore.open(store, "r").attrs["campaign"]["summary"]
-    assert summary.get("done") == 2, summary
+    assert summary.get("done") == 36, summary
     # The controller closed the cluster: its Slurm jobs are gone (or ending).
     left = [j for j in set(squeue_jobs()) - before if "RUNNING" in j or "PENDING" in j]
     assert not [j for j in left if "dask-worker" in j], left
