@@ -18,10 +18,12 @@ forces, neighbour list and integrator variables from the checkpoint instead and 
 the initial operations, so a resumed run continues bitwise and writes no frame twice.
 
 If anything raises inside the loop (``NonFiniteError`` of an exploding run, an I/O error,
-Ctrl-C), every operation gets :meth:`Operation.abort` (writers commit the frames they buffered;
-the checkpoint is *not* rewritten from the broken state, so the last good one stays current), the
-store, if any, records status ``failed`` (``interrupted`` for Ctrl-C) with the error text, and
-the exception propagates unchanged.
+Ctrl-C, an operation that stops the run on purpose), every operation gets :meth:`Operation.abort`
+(writers commit the frames they buffered; the checkpoint is *not* rewritten from the broken state,
+so the last good one stays current), the store, if any, records status ``failed`` (``interrupted``
+for Ctrl-C; the :attr:`RunStop.status` of a :class:`RunStop`, e.g. ``extrapolating`` for
+:class:`ssehpc.screen.ExtrapolationStop`) with the error text, and the exception propagates
+unchanged.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ from ssehpc.state import State
 
 #: ``progress(steps_done, steps_total)`` called after every step of :meth:`Simulation.run`.
 ProgressCallback = Callable[[int, int], None]
+
+
+class RunStop(Exception):  # noqa: N818 (a stop, not an error)
+    """An operation stops the run on purpose; :attr:`status` is the store status recorded.
+
+    Subclasses set their own status (one of :data:`ssehpc.io.zarr_store.STATUSES`), e.g.
+    :class:`ssehpc.screen.ExtrapolationStop` → ``extrapolating``.
+    """
+
+    status: ClassVar[str] = "stopped"
 
 
 # ---------------------------------------------------------------------- triggers
@@ -352,7 +364,8 @@ class Simulation:
         integrator: the integrator.
         operations: triggered operations (writers, logs); a list that may be extended later.
         store: run group whose ``status`` is kept current (running / completed when the step
-            reaches the run's ``steps`` attribute / stopped / failed / interrupted).
+            reaches the run's ``steps`` attribute / stopped / failed / interrupted / the status of
+            a :class:`RunStop`, e.g. extrapolating).
         progress: ``progress(steps_done, steps_total)`` after every step.
     """
 
@@ -438,6 +451,7 @@ class Simulation:
 
         Raises:
             NonFiniteError: the run exploded (status ``failed``, frames and checkpoint kept).
+            RunStop: an operation stopped the run (status :attr:`RunStop.status`, same bookkeeping).
             Exception: anything else raised in the loop, after the same bookkeeping.
         """
         if steps < 0:
@@ -480,7 +494,12 @@ class Simulation:
             except Exception as inner:  # noqa: PERF203 - the original error matters more
                 logging.getLogger(__name__).error("operation %r failed while aborting: %s", op, inner)
         if self.store is not None and self.forces.domain.is_root:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            if isinstance(exc, KeyboardInterrupt):
+                status = "interrupted"
+            elif isinstance(exc, RunStop):
+                status = exc.status
+            else:
+                status = "failed"
             try:
                 self.store.set_status(status, f"{type(exc).__name__}: {exc}", step=self.state.step)
             except Exception as inner:

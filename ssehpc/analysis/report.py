@@ -59,6 +59,7 @@ def analyze_store(
     *,
     drift: str = "framework",
     charge: float | None = None,
+    include_extrapolating: bool = False,
 ) -> StoreAnalysis:
     """Fit D*, σ, σ_NE, H_R per (system, T) and Arrhenius per system, from completed runs.
 
@@ -67,6 +68,9 @@ def analyze_store(
         species: mobile species (default :func:`default_species`).
         drift: centre-of-mass drift removal (:func:`~ssehpc.analysis.msd.run_msd`).
         charge: charge of the mobile ion, e (default its formal charge, +1 if unknown).
+        include_extrapolating: also fit the committed frames of runs stopped as
+            ``extrapolating`` by the committee screening (left out by default: the model left its
+            range, and the run is shorter than asked).
 
     Raises:
         AnalysisError: no completed run with frames, species absent, too few frames.
@@ -74,9 +78,10 @@ def analyze_store(
     zs = ZarrStore.open(path, "r")
     notes: list[str] = []
     groups: dict[tuple[str, float], list[str]] = defaultdict(list)
+    usable = (*USABLE, "extrapolating") if include_extrapolating else USABLE
     for rid in zs.runs:
         run = zs.run(rid)
-        if run.status not in USABLE:
+        if run.status not in usable:
             notes.append(f"skipped run {rid}: status {run.status}")
             continue
         if run.n_frames < 2:

@@ -194,6 +194,9 @@ def expand(spec: CampaignSpec) -> CampaignPlan:
                             "dtype": spec.dtype,
                             "skin": spec.skin,
                             "min_distance": spec.min_distance,
+                            "screening": (
+                                spec.screening.model_dump(mode="json") if spec.screening is not None else None
+                            ),
                         }
                         # Validated once here, so a worker never meets an invalid spec.
                         try:

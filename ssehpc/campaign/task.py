@@ -53,6 +53,7 @@ from typing import Any
 from ssehpc.campaign.plan import ChainSpec, RunSpec
 from ssehpc.io.checkpoint import has_checkpoint
 from ssehpc.io.zarr_store import RunStore, ZarrStore
+from ssehpc.screen.guard import ExtrapolationStop
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,8 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
     status = existing.status if existing is not None else None
     if status == "completed":
         return RunOutcome(run.run_id, "done", dt_fs=run.dt_fs, skipped=True)
+    if status == "extrapolating":  # resuming would only replay the same trajectory into the same stop
+        return RunOutcome(run.run_id, "extrapolating", error=existing.error, dt_fs=run.dt_fs, skipped=True)
     if status == "failed" and not options.retry_failed:
         return RunOutcome(run.run_id, "failed", error=existing.error, dt_fs=run.dt_fs, skipped=True)
     if options.ranks > 1:
@@ -286,7 +289,9 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
         sim, rstore = mdrun.simulation, mdrun.store
         start = sim.state.step
         assert rstore is not None  # serial: this process writes
-        attempts = list(rstore.attrs.get("campaign_attempts") or [])
+        # A run started again from scratch keeps the record of its earlier attempts.
+        prior = existing.attrs.get("campaign_attempts") if existing is not None else None
+        attempts = list(rstore.attrs.get("campaign_attempts") or prior or [])
         attempts.append({"start_step": start, "host": socket.gethostname(), "pid": os.getpid(), "at": _now()})
         rstore.update_attrs(campaign_attempts=attempts)
         sim.progress = _DrainWatch(mdrun, options.drain_check_s)
@@ -295,6 +300,16 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
         except WorkerDraining as exc:
             return RunOutcome(
                 run.run_id, "drained", str(exc), start, sim.state.step, run.dt_fs, time.perf_counter() - t0
+            )
+        except ExtrapolationStop as exc:  # the simulation has recorded status "extrapolating"
+            return RunOutcome(
+                run.run_id,
+                "extrapolating",
+                _error_text(exc),
+                start,
+                sim.state.step,
+                run.dt_fs,
+                time.perf_counter() - t0,
             )
         except Exception as exc:  # the simulation has recorded status "failed" and kept its data
             return RunOutcome(
@@ -492,8 +507,15 @@ def member_main(argv: list[str] | None = None) -> None:
                 }
             )
             rstore.update_attrs(campaign_attempts=attempts)
-        with abort_on_error(domain):
-            mdrun.execute()
+        try:
+            with abort_on_error(domain):
+                mdrun.execute()
+        except ExtrapolationStop as exc:  # every rank stops at the same step (reduced deviation)
+            report(
+                RunOutcome(run.run_id, "extrapolating", _error_text(exc), start, sim.state.step, run.dt_fs),
+                rstore is not None,
+            )
+            return
         report(RunOutcome(run.run_id, "done", None, start, sim.state.step, run.dt_fs), rstore is not None)
     finally:
         sink.close()

@@ -79,7 +79,11 @@ def abort_on_error(domain: object) -> Iterator[None]:
         yield
     except BaseException as err:
         size = getattr(domain, "size", 1)
-        clean_exit = isinstance(err, SystemExit) and err.code in (0, None)
+        from ssehpc.simulation import RunStop  # lazy: the runtime is imported before the engine
+
+        # A RunStop (e.g. an extrapolation stop) is decided collectively: every rank raises it
+        # at the same step, so it is not a reason to abort the job.
+        clean_exit = (isinstance(err, SystemExit) and err.code in (0, None)) or isinstance(err, RunStop)
         if size > 1 and not clean_exit:
             rank = getattr(domain, "rank", 0)
             sys.stderr.write(
