@@ -9,6 +9,10 @@
   (``docs/campaign.md``); exits non-zero if any run failed, with a summary table.
 * ``ssehpc analyze STORE`` — transport (D*, σ, Haven ratio, Arrhenius) of the completed runs,
   written to the store's ``analysis/`` group (``docs/analysis.md``).
+* ``ssehpc screen STORE`` — committee screening: accurate / candidate / failed frames, diverse
+  candidates exported as extxyz with provenance (``docs/screening.md``).
+* ``ssehpc structure STORE`` — RDFs, coordination, polyanion units and rotations, Li hops
+  (``docs/structures.md``).
 
 Bad input exits non-zero with a single ``error: ...`` line (``--debug`` shows the traceback).
 """
@@ -175,6 +179,8 @@ def _report_failure(mdrun: MDRun) -> None:
         "(no checkpoint)" if ckpt is None else f"and the checkpoint at step {ckpt}"
     )
     hint = "" if ckpt is None else f"; continue with: ssehpc md --resume {run.store_path}"
+    if run.status == "extrapolating":  # resuming would replay the same trajectory into the same stop
+        hint = f"; the model extrapolates here: screen it with ssehpc screen {run.store_path}"
     _err_console().print(
         f"run {run.run_id!r} stopped at step {mdrun.simulation.state.step} (status: {run.status}); "
         f"{kept} are kept in {run.store_path}{hint}",
@@ -328,7 +334,8 @@ def campaign(
         int | None, typer.Option("--workers", help="Local worker processes (overrides the spec).", min=1)
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Validate and list the runs; compute nothing.")
+        bool,
+        typer.Option("--dry-run", help="Validate, list the runs and build every system once; run no MD."),
     ] = False,
     scheduler: Annotated[
         str | None,
@@ -365,6 +372,18 @@ def campaign(
                 )
             out.print(
                 f"{len(plan.runs)} runs in {len(plan.chains)} replica chains -> {plan.store}", markup=False
+            )
+            # Build and check every system once (structure files, occupancies, charge balance,
+            # species the potential knows), as the real run does before any compute.
+            from ssehpc.campaign.controller import check_systems
+
+            errors = check_systems(plan, {c.runs[0].system for c in plan.chains})
+            for system_id, error in sorted(errors.items()):
+                _err_console().print(f"error: system {system_id}: {error}", markup=False)
+            if errors:
+                raise typer.Exit(2)
+            out.print(
+                f"all {len({c.runs[0].system for c in plan.chains})} systems build and check", markup=False
             )
             return
         client = None
@@ -448,7 +467,19 @@ def analyze(
         if plots is not None:
             try:
                 files = plot_analysis(res, plots)
+                from ssehpc.screen import plot_deviation_histogram
+
+                with contextlib.suppress(ValueError):  # no committee runs: no deviation histogram
+                    files.append(plot_deviation_histogram(store, plots / "deviation_histogram.png"))
             except ImportError:
                 out.print("note: matplotlib is not installed; no plots", markup=False)
             else:
                 out.print(f"wrote {len(files)} plots to {plots}", markup=False)
+
+
+# Commands that live with their subsystems (registered once the app exists).
+from ssehpc.analysis.structure_cli import structure  # noqa: E402
+from ssehpc.screen.cli import screen  # noqa: E402
+
+app.command("screen")(screen)
+app.command("structure")(structure)

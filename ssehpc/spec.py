@@ -30,7 +30,16 @@ import ase
 import torch
 import yaml
 from ase.data import atomic_numbers
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ssehpc import builders, thermo
 from ssehpc.forces import ForceCompute
@@ -41,6 +50,8 @@ from ssehpc.io.zarr_store import COMMITTEE_FRAME_FIELDS, RunStore, StoreError, Z
 from ssehpc.parallel.domain import SerialDomain
 from ssehpc.parallel.runtime import make_domain, rank_device
 from ssehpc.potentials.base import Potential
+from ssehpc.screen.config import ScreeningSpec
+from ssehpc.screen.guard import ExtrapolationGuard
 from ssehpc.simulation import (
     CheckpointWriter,
     On,
@@ -80,26 +91,100 @@ def _check_repeat(v: int | tuple[int, ...]) -> int | tuple[int, int, int]:
 
 # ---------------------------------------------------------------------- structure sources
 class FileStructure(_Strict):
-    """Read the structure from an ASE-readable file.
+    """Read the structure from an ASE-readable file (CIF, POSCAR, extxyz, ...).
+
+    A CIF with partially occupied or mixed sites (ASE reads the occupancies) is refused unless
+    ``occupancy: random``, which draws one ordered configuration with ``seed``
+    (:func:`ssehpc.structures.disorder.random_occupancy`, after the supercell is made) and then
+    checks that its formal charge is zero (``allow_charged: true`` skips that check).
 
     Attributes:
         file: path (relative to the spec file).
         format: ASE format name; guessed when omitted.
         index: frame of a trajectory file (default the last).
         repeat: supercell repetitions applied after reading.
+        target_atoms: instead of ``repeat``, the most isotropic supercell with about this many atoms.
+        min_length: instead of ``repeat``, the smallest supercell whose perpendicular widths are
+            all at least this long, Å (e.g. twice the potential cutoff plus skin).
+        occupancy: partially occupied sites: ``error`` (refuse) or ``random`` (seeded ordering).
+        seed: seed of the random occupancy.
+        min_separation: two kept sites of one partially occupied kind are at least this far
+            apart, Å (e.g. one Li per 1.8 Å 48h doublet of an argyrodite).
+        allow_charged: accept a randomly ordered structure whose formal charge is not zero.
     """
 
     file: Path
     format: str | None = None
     index: int = -1
     repeat: Repeat = 1
+    target_atoms: int | None = Field(default=None, ge=1)
+    min_length: float | None = Field(default=None, gt=0, description="Å")
+    occupancy: Literal["error", "random"] = "error"
+    seed: int = Field(default=0, ge=0)
+    min_separation: float = Field(default=1.5, ge=0, description="Å")
+    allow_charged: bool = False
 
     _repeat = field_validator("repeat")(_check_repeat)
+    _size = model_validator(mode="after")(lambda self: _check_size(self))
 
     def build(self) -> ase.Atoms:
+        from ssehpc.structures.disorder import (
+            describe_partial,
+            formal_charge_of,
+            partial_sites,
+            random_occupancy,
+        )
+
         atoms = read_structure(self.file, self.format, self.index, check=False)  # checked after repeat
-        r = (self.repeat,) * 3 if isinstance(self.repeat, int) else self.repeat
-        return atoms.repeat(r) if r != (1, 1, 1) else atoms
+        atoms = _resize(atoms, self.repeat, self.target_atoms, self.min_length)
+        where = f"structure file '{self.file}'"
+        try:
+            partial = partial_sites(atoms)
+        except ValueError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+        if not partial:
+            return atoms
+        if self.occupancy == "error":
+            raise SpecError(
+                f"{where}: partially occupied sites ({describe_partial(atoms)}); set occupancy: random "
+                "(with a seed) to draw one ordered configuration, or give an ordered structure"
+            )
+        try:
+            ordered = random_occupancy(atoms, self.seed, self.min_separation)
+            charge = 0 if self.allow_charged else formal_charge_of(ordered)
+        except ValueError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+        if charge != 0:
+            raise SpecError(
+                f"{where}: the randomly occupied {ordered.get_chemical_formula()} has net formal charge "
+                f"{charge:+d} e (occupancies {describe_partial(atoms)}); change the supercell or the "
+                "occupancies, or set allow_charged: true"
+            )
+        return ordered
+
+
+def _check_size(model: Any) -> Any:
+    """``repeat``, ``target_atoms`` and ``min_length`` are alternatives."""
+    given = [k for k in ("target_atoms", "min_length") if getattr(model, k, None) is not None]
+    if getattr(model, "repeat", 1) not in (1, (1, 1, 1)):
+        given.append("repeat")
+    if len(given) > 1:
+        raise ValueError(
+            f"{given[0]}: give only one of repeat, target_atoms, min_length (got {', '.join(given)})"
+        )
+    return model
+
+
+def _resize(atoms: ase.Atoms, repeat: Any, target_atoms: int | None, min_length: float | None) -> ase.Atoms:
+    """Apply ``target_atoms``, ``min_length`` (Å) or ``repeat``, in that order of preference."""
+    from ssehpc.structures.disorder import repeat_to_min_length
+
+    if target_atoms is not None:
+        return builders.supercell(atoms, target_atoms)
+    if min_length is not None:
+        return repeat_to_min_length(atoms, min_length)
+    r = (repeat,) * 3 if isinstance(repeat, int) else tuple(repeat)
+    return atoms.repeat(r) if r != (1, 1, 1) else atoms
 
 
 class FccStructure(_Strict):
@@ -151,39 +236,42 @@ class BulkStructure(_Strict):
 
 
 class PrototypeStructure(_Strict):
-    """A Li–P–S crystal prototype (:func:`ssehpc.structures.lips.prototype`), repeated.
+    """A crystal prototype (:func:`ssehpc.structures.lips.prototype`), repeated.
 
     Attributes:
-        name: prototype key, e.g. ``beta-Li3PS4``, ``gamma-Li3PS4``, ``Li7P3S11``, ``Li2S``.
+        name: prototype key, e.g. ``beta-Li3PS4``, ``gamma-Li3PS4``, ``Li7P3S11``, ``Li2S``,
+            ``Li4P2S6``, ``P4S10``, ``Li6PS5Cl`` (:func:`ssehpc.structures.lips.prototype_names`).
         target_atoms: the most isotropic supercell with about this many atoms
             (:func:`ssehpc.builders.supercell`); ``repeat`` is used when omitted.
+        min_length: instead, the smallest supercell whose perpendicular widths are all at least
+            this long, Å.
         repeat: repetitions of the conventional cell.
+        seed: Li arrangement of disordered prototypes (``Li6PS5Cl``); ordered ones ignore it.
     """
 
     builder: Literal["prototype"]
     name: str
     target_atoms: int | None = Field(default=None, ge=1)
+    min_length: float | None = Field(default=None, gt=0, description="Å")
     repeat: Repeat = 1
+    seed: int = Field(default=0, ge=0)
 
     _repeat = field_validator("repeat")(_check_repeat)
+    _size = model_validator(mode="after")(lambda self: _check_size(self))
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        from ssehpc.structures.lips import PROTOTYPES
+        from ssehpc.structures.lips import prototype_names
 
-        if v not in PROTOTYPES:
-            raise ValueError(f"unknown Li-P-S prototype {v!r}; known: {', '.join(sorted(PROTOTYPES))}")
+        if v not in prototype_names():
+            raise ValueError(f"unknown Li-P-S prototype {v!r}; known: {', '.join(prototype_names())}")
         return v
 
     def build(self) -> ase.Atoms:
         from ssehpc.structures.lips import prototype
 
-        unit = prototype(self.name)
-        if self.target_atoms is not None:
-            return builders.supercell(unit, self.target_atoms)
-        r = (self.repeat,) * 3 if isinstance(self.repeat, int) else self.repeat
-        return unit.repeat(r) if r != (1, 1, 1) else unit
+        return _resize(prototype(self.name, seed=self.seed), self.repeat, self.target_atoms, self.min_length)
 
 
 class GlassStructure(_Strict):
@@ -207,6 +295,141 @@ class GlassStructure(_Strict):
         from ssehpc.structures.lips import random_glass
 
         return random_glass(self.x, self.atoms, self.density, self.seed)
+
+
+def _base_kind(v: Any) -> str | None:
+    if isinstance(v, dict):
+        return str(v["builder"]) if "builder" in v else "file" if "file" in v else None
+    return getattr(v, "builder", "file")
+
+
+#: What a ``substitute`` builder may start from.
+BaseStructureSpec = Annotated[
+    Annotated[FileStructure, Tag("file")]
+    | Annotated[FccStructure, Tag("fcc")]
+    | Annotated[BulkStructure, Tag("bulk")]
+    | Annotated[PrototypeStructure, Tag("prototype")]
+    | Annotated[GlassStructure, Tag("glass")],
+    Discriminator(
+        _base_kind,
+        custom_error_type="structure_source",
+        custom_error_message="base needs either 'file: PATH' or 'builder: fcc|bulk|prototype|glass'",
+    ),
+]
+
+
+class SubstituteStructure(_Strict):
+    """Substitution, doping and vacancies on any structure (:func:`ssehpc.structures.disorder.substitute`).
+
+    Example — Cl-rich argyrodites Li₆₋ₓPS₅₋ₓCl₁₊ₓ, scanned over the share of free S²⁻ replaced::
+
+        structure:
+          builder: substitute
+          base: {builder: prototype, name: Li6PS5Cl, repeat: 2}
+          replace: {S: Cl}
+          exclude_bonded_to: [P]        # only the free S2-, not the S of PS4
+          fraction: 0.25
+          compensate: li_vacancy         # one Li+ leaves per S2- -> Cl-
+          seed: 1
+        grid: {fraction: [0.0, 0.25, 0.5]}
+
+    The result must be neutral under the formal oxidation states
+    (:data:`ssehpc.structures.disorder.OXIDATION_STATES`, overridable): a charged result is
+    refused with its net charge unless ``allow_charged: true``. Charge errors that do not depend
+    on the counts (e.g. S²⁻ → Cl⁻ with ``compensate: none``) are raised when the spec is read.
+
+    Attributes:
+        base: the parent structure (file, fcc, bulk, prototype or glass source).
+        replace: ``{from: to}``; ``to`` is an element or ``vacancy``.
+        fraction: share of the eligible ``from`` atoms replaced (one value or per element).
+        count: or the number replaced (one value or per element).
+        compensate: ``none`` or ``li_vacancy`` (remove random Li⁺ to cancel a positive excess).
+        exclude_bonded_to: ``from`` atoms with one of these elements within ``bond_cutoff`` are kept.
+        bond_cutoff: Å.
+        oxidation_states: formal oxidation states overriding the built-in table.
+        seed: which atoms are replaced and which Li leave.
+        allow_charged: accept a result with a net formal charge.
+    """
+
+    builder: Literal["substitute"]
+    base: BaseStructureSpec
+    replace: dict[str, str] = Field(min_length=1)
+    fraction: float | dict[str, float] | None = None
+    count: int | dict[str, int] | None = None
+    compensate: Literal["none", "li_vacancy"] = "none"
+    exclude_bonded_to: list[str] = Field(default_factory=list)
+    bond_cutoff: float = Field(default=2.4, gt=0, description="Å")
+    oxidation_states: dict[str, int] = Field(default_factory=dict)
+    seed: int = Field(default=0, ge=0)
+    allow_charged: bool = False
+
+    @model_validator(mode="after")
+    def _static_checks(self) -> SubstituteStructure:
+        from ssehpc.structures.disorder import VACANCY, oxidation_state
+
+        if (self.fraction is None) == (self.count is None):
+            raise ValueError("fraction: give either fraction or count (not both)")
+        for name, amount, lo, hi in (("fraction", self.fraction, 0, 1), ("count", self.count, 0, None)):
+            values = amount.values() if isinstance(amount, dict) else [] if amount is None else [amount]
+            for v in values:
+                if v < lo or (hi is not None and v > hi):
+                    raise ValueError(f"{name}: {v} is outside [{lo}, {hi if hi is not None else 'inf'}]")
+        for a, b in self.replace.items():
+            if a == VACANCY:
+                raise ValueError("replace: 'vacancy' can only be a target (from: vacancy)")
+            for el in (a, b):
+                try:
+                    oxidation_state(el, self.oxidation_states)  # unknown element / unknown state
+                except ValueError as exc:  # noqa: PERF203 - raises on the first bad element
+                    raise ValueError(f"replace: {exc}") from None
+            if a == b:
+                raise ValueError(f"replace: {a} -> {b} replaces an element by itself")
+            for amount in (self.fraction, self.count):
+                if isinstance(amount, dict) and a not in amount:
+                    raise ValueError(f"replace: no fraction/count given for {a}")
+        for el in self.exclude_bonded_to:
+            if el not in atomic_numbers:
+                raise ValueError(f"exclude_bonded_to: unknown element symbol {el!r}")
+        if self.allow_charged:
+            return self
+        # Charge per substitution; when every change has the same sign the outcome is known now.
+        dq = {}
+        for a, b in self.replace.items():
+            amount = self.fraction if self.fraction is not None else self.count
+            n = amount.get(a, 0) if isinstance(amount, dict) else amount
+            if n:
+                dq[f"{a}({oxidation_state(a, self.oxidation_states):+d}) -> {b}"] = oxidation_state(
+                    b, self.oxidation_states
+                ) - oxidation_state(a, self.oxidation_states)
+        signs = {(q > 0) - (q < 0) for q in dq.values()}
+        what = ", ".join(f"{k}: {q:+d} e each" for k, q in dq.items())
+        if 1 in signs and -1 not in signs and self.compensate == "none":
+            raise ValueError(
+                f"replace: {what}; the result would carry a positive net formal charge "
+                "(use compensate: li_vacancy, or allow_charged: true)"
+            )
+        if -1 in signs and 1 not in signs:
+            raise ValueError(
+                f"replace: {what}; the result would carry a negative net formal charge, which "
+                "li_vacancy cannot compensate (add a compensating substitution, or allow_charged: true)"
+            )
+        return self
+
+    def build(self) -> ase.Atoms:
+        from ssehpc.structures.disorder import substitute
+
+        return substitute(
+            self.base.build(),
+            self.replace,
+            fraction=self.fraction,
+            count=self.count,
+            compensate=self.compensate,
+            seed=self.seed,
+            exclude_bonded_to=tuple(self.exclude_bonded_to),
+            bond_cutoff=self.bond_cutoff,
+            states=self.oxidation_states or None,
+            allow_charged=self.allow_charged,
+        )
 
 
 class RunStructure(_Strict):
@@ -263,7 +486,7 @@ class RunStructure(_Strict):
         return atoms
 
 
-_STRUCTURE_TAGS = ("file", "fcc", "bulk", "prototype", "glass", "run")
+_STRUCTURE_TAGS = ("file", "fcc", "bulk", "prototype", "glass", "substitute", "run")
 
 
 def _structure_kind(v: Any) -> str | None:
@@ -282,12 +505,13 @@ StructureSpec = Annotated[
     | Annotated[BulkStructure, Tag("bulk")]
     | Annotated[PrototypeStructure, Tag("prototype")]
     | Annotated[GlassStructure, Tag("glass")]
+    | Annotated[SubstituteStructure, Tag("substitute")]
     | Annotated[RunStructure, Tag("run")],
     Discriminator(
         _structure_kind,
         custom_error_type="structure_source",
         custom_error_message=(
-            "structure needs either 'file: PATH' or 'builder: fcc|bulk|prototype|glass' with its "
+            "structure needs either 'file: PATH' or 'builder: fcc|bulk|prototype|glass|substitute' with its "
             "parameters, or 'from_run: RUN_ID' (continue another run)"
         ),
     ),
@@ -330,6 +554,10 @@ class MDSpec(_Strict):
         dtype: ``float32`` or ``float64`` (use float64 for bitwise restarts and energy checks).
         skin: neighbour-list skin, Å.
         min_distance: smallest allowed interatomic distance in the input structure, Å.
+        screening: committee screening (:class:`ssehpc.screen.ScreeningSpec`: ``trust_lo``,
+            ``trust_hi`` eV/Å, ``stop_after`` consecutive checks, ``check_interval`` steps); with
+            ``stop_after > 0`` a committee run stops with status ``extrapolating`` after that
+            many consecutive checks above ``trust_hi``.  Needs a committee potential.
     """
 
     run_id: str = "run0"
@@ -349,6 +577,7 @@ class MDSpec(_Strict):
     dtype: Literal["float32", "float64"] = "float64"
     skin: float = Field(default=1.0, gt=0, le=5.0)
     min_distance: float = Field(default=0.5, ge=0)
+    screening: ScreeningSpec | None = None
 
     @field_validator("run_id")
     @classmethod
@@ -446,6 +675,9 @@ def resolve_structure_paths(structure: Any, base: Path) -> Any:
     (the same object when nothing is relative)."""
     if isinstance(structure, FileStructure) and not structure.file.is_absolute():
         return structure.model_copy(update={"file": base / structure.file})
+    if isinstance(structure, SubstituteStructure):
+        inner = resolve_structure_paths(structure.base, base)
+        return structure if inner is structure.base else structure.model_copy(update={"base": inner})
     if (
         isinstance(structure, RunStructure)
         and structure.store is not None
@@ -476,8 +708,12 @@ def format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
-        if len(loc) > 1 and loc[0] == "structure" and loc[1] in _STRUCTURE_TAGS:
-            del loc[1]  # the union tag, not a field
+        # union tags (after "structure" and a substitute's "base") are not fields
+        loc = [
+            p
+            for k, p in enumerate(loc)
+            if not (k and p in _STRUCTURE_TAGS and loc[k - 1] in ("structure", "base"))
+        ]
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             msg = "required field is missing"
@@ -567,12 +803,19 @@ class MDRun:
         self.simulation.run(self.remaining_steps)
 
 
-def _operations(spec: MDSpec, run: RunStore, thermo_stream: TextIO | None) -> list[Operation]:
+def _operations(
+    spec: MDSpec, run: RunStore, thermo_stream: TextIO | None, *, committee: bool = False
+) -> list[Operation]:
     ops: list[Operation] = []
     if spec.thermo_interval:
         ops.append(ThermoLog(Periodic(spec.thermo_interval), stream=thermo_stream))
     if spec.write_interval:
         ops.append(ZarrFrameWriter(run, Periodic(spec.write_interval)))
+    scr = spec.screening
+    if committee and scr is not None and scr.stop_after > 0:
+        ops.append(
+            ExtrapolationGuard(Periodic(scr.interval(spec.write_interval)), scr.trust_hi, scr.stop_after)
+        )
     ckpt_trigger = Periodic(spec.checkpoint_interval) if spec.checkpoint_interval else On(())
     ops.append(CheckpointWriter(run, ckpt_trigger, metadata={"spec": spec.to_json(), "run_id": spec.run_id}))
     return ops
@@ -634,6 +877,7 @@ def prepare_run(
         # On the full state, keyed by (seed, tag): every rank draws the same momenta.
         thermo.maxwell_boltzmann(state, SerialDomain(), spec.temperature_K)
     committee = getattr(potential, "n_members", 1) >= 2  # force deviations go to the store
+    _check_screening(spec, potential)
 
     def create() -> RunStore:
         store = ZarrStore.open(spec.store, "a", spec=spec.to_json())
@@ -647,10 +891,19 @@ def prepare_run(
 
     run = _on_writer_rank(domain, create)
     state = domain.distribute(state)
-    sim = Simulation(
-        state, forces, integrator, _operations(spec, run, thermo_stream), store=run, progress=progress
-    )
+    ops = _operations(spec, run, thermo_stream, committee=committee)
+    sim = Simulation(state, forces, integrator, ops, store=run, progress=progress)
     return MDRun(spec, sim, run)
+
+
+def _check_screening(spec: MDSpec, potential: Potential) -> None:
+    """A ``screening`` block that would stop runs needs a committee (before anything is written)."""
+    k = getattr(potential, "n_members", 1)
+    if spec.screening is not None and spec.screening.stop_after > 0 and k < 2:
+        raise SpecError(
+            f"screening.stop_after: needs a committee potential (n_members >= 2); potential "
+            f"{spec.potential.name!r} has {k} member(s) (set stop_after: 0 or drop the screening block)"
+        )
 
 
 def _on_writer_rank(domain: Any, action: Any) -> Any:
@@ -704,6 +957,7 @@ def prepare_resume(
     potential = build_potential(spec)
     forces = build_forces(spec, potential, ckpt.state, domain)
     integrator = build_integrator(spec)
+    _check_screening(spec, potential)
 
     # Everything checked: now the store may change (writer rank only).
     def update() -> RunStore:
@@ -714,7 +968,7 @@ def prepare_resume(
 
     run = _on_writer_rank(domain, update)
     ckpt.state = domain.distribute(ckpt.state)
-    ops = _operations(spec, run, thermo_stream)
+    ops = _operations(spec, run, thermo_stream, committee=getattr(potential, "n_members", 1) >= 2)
     for op in ops:
         if isinstance(op, CheckpointWriter):
             op.last_step = ckpt.step

@@ -43,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from ssehpc.screen.config import ScreeningSpec
 from ssehpc.spec import (
     MAX_DT_FS,
     IntegratorSpec,
@@ -82,9 +83,13 @@ class SystemSpec(_Strict):
         id: name of the system (part of every run id).
         structure: any structure source of :class:`ssehpc.spec.MDSpec` (file, ``fcc``, ``bulk``,
             Li–P–S ``prototype``, ``glass``, or ``from_run`` of another store).
-        grid: ``{parameter: [values]}`` over parameters of ``structure`` (e.g. glass ``x`` or a
-            lattice constant ``a``); the Cartesian product becomes one system per combination,
-            named ``<id>_<param><value>``.
+        grid: ``{parameter: [values]}`` over parameters of ``structure`` (e.g. glass ``x``, a
+            lattice constant ``a``, a substitution ``fraction`` or ``seed``; ``base.<parameter>``
+            reaches into a ``substitute`` builder's base); the Cartesian product becomes one
+            system per combination, named ``<id>_<param><value>``. Every point is validated
+            when the spec is read (unknown parameter, empty list, unknown element, a charge
+            imbalance that does not depend on counts); structures are built once per system
+            before any run starts (``check_systems``).
     """
 
     id: str
@@ -96,16 +101,48 @@ class SystemSpec(_Strict):
     def _id(cls, v: str) -> str:
         return _check_id(v, "a system id")
 
+    @field_validator("structure", mode="wrap")
+    @classmethod
+    def _structure(cls, v: Any, handler: Any) -> Any:
+        """Name the field inside the structure source without the union tags (``replace: ...``
+        rather than ``substitute.replace: ...``)."""
+        try:
+            return handler(v)
+        except ValidationError as exc:
+            tags = _UNION_TAGS | {"substitute"}
+            parts = []
+            for err in exc.errors():
+                loc = [str(p) for p in err["loc"]]
+                loc = [p for k, p in enumerate(loc) if not (p in tags and (k == 0 or loc[k - 1] == "base"))]
+                msg = err["msg"].removeprefix("Value error, ")
+                if err["type"] == "missing":
+                    msg = "required field is missing"
+                elif err["type"] == "extra_forbidden":
+                    msg = "unknown field (typo?)"
+                parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
+            raise ValueError("; ".join(parts)) from None
+
     @model_validator(mode="after")
     def _grid(self) -> SystemSpec:
-        if not self.grid:
+        if self.grid is None:
             return self
-        fields = set(type(self.structure).model_fields) - {"builder"}
+        if not self.grid:
+            raise ValueError("grid: empty; give {parameter: [values, ...]} or leave the grid out")
         for key, values in self.grid.items():
-            if key not in fields:
+            owner, name = self.structure, key
+            if key.startswith("base.") and hasattr(self.structure, "base"):
+                owner, name = self.structure.base, key.removeprefix("base.")
+            fields = set(type(owner).model_fields) - {"builder"}
+            if name not in fields:
+                prefix = key[: len(key) - len(name)]
+                known = [f"{prefix}{f}" for f in sorted(fields)]
+                if not prefix and hasattr(self.structure, "base"):
+                    known.append("base.<parameter>")
                 raise ValueError(
-                    f"grid.{key}: not a parameter of this structure source (has {', '.join(sorted(fields))})"
+                    f"grid.{key}: not a parameter of this structure source (has {', '.join(known)})"
                 )
+            if not isinstance(values, list):
+                raise ValueError(f"grid.{key}: needs a list of values, got {values!r}")
             if not values:
                 raise ValueError(f"grid.{key}: needs at least one value")
             if len({_format_value(v) for v in values}) != len(values):
@@ -114,7 +151,12 @@ class SystemSpec(_Strict):
             try:
                 self._structure_at(combo)
             except ValidationError as exc:  # noqa: PERF203 - raises on the first bad point
-                raise ValueError(f"grid {combo}: {_format_errors(exc, prefix='structure')}") from None
+                msg = re.sub(
+                    r"\.base\.(file|fcc|bulk|prototype|glass)\b",
+                    ".base",
+                    _format_errors(exc, prefix="structure"),
+                )
+                raise ValueError(f"grid {combo}: {msg}") from None
         return self
 
     def grid_points(self) -> list[dict[str, Any]]:
@@ -125,7 +167,12 @@ class SystemSpec(_Strict):
         return points
 
     def _structure_at(self, combo: dict[str, Any]) -> Any:
-        data = {**self.structure.model_dump(mode="json", exclude_unset=True), **combo}
+        data = self.structure.model_dump(mode="json", exclude_unset=True)
+        for key, value in combo.items():
+            if key.startswith("base.") and isinstance(data.get("base"), dict):
+                data["base"] = {**data["base"], key.removeprefix("base."): value}
+            else:
+                data[key] = value
         return type(self.structure).model_validate(data)
 
     def expand(self) -> list[tuple[str, Any, dict[str, Any]]]:
@@ -134,7 +181,7 @@ class SystemSpec(_Strict):
             return [(self.id, self.structure, {})]
         out = []
         for combo in self.grid_points():
-            suffix = "_".join(f"{k}{_format_value(v)}" for k, v in combo.items())
+            suffix = "_".join(f"{k.removeprefix('base.')}{_format_value(v)}" for k, v in combo.items())
             out.append((f"{self.id}_{suffix}", self._structure_at(combo), combo))
         return out
 
@@ -200,6 +247,23 @@ class StageSpec(_Strict):
 
 
 # ---------------------------------------------------------------------- resources
+class BatchSpec(_Strict):
+    """Pack small replicas into one batched state per worker task.
+
+    Runs of the same stage that share the model, integrator kind, time step, length and output
+    intervals are run together as one batched :class:`ssehpc.state.State` (one force call for all
+    of them); each keeps its own structure, temperature, seed, thermostat state, run group,
+    frames and checkpoint, and its trajectory is the one it would have alone.
+
+    Attributes:
+        max_replicas: runs per batched task (1: no batching).
+        max_atoms: atoms per batched task (a run larger than this runs alone).
+    """
+
+    max_replicas: int = Field(default=1, ge=1)
+    max_atoms: int = Field(default=20_000, ge=1)
+
+
 class LocalResources(_Strict):
     """A Dask ``LocalCluster`` of worker processes on this machine.
 
@@ -208,6 +272,7 @@ class LocalResources(_Strict):
         threads_per_worker: torch threads of each run (each worker runs one replica at a time).
         memory_limit: per worker (``"auto"``, ``"4GB"``, ...); the worker restarts above it.
         dashboard_address: where the Dask dashboard listens (``":0"``: any free port).
+        batch: pack small replicas into batched tasks (:class:`BatchSpec`).
     """
 
     kind: Literal["local"] = "local"
@@ -215,6 +280,7 @@ class LocalResources(_Strict):
     threads_per_worker: int = Field(default=1, ge=1)
     memory_limit: str = "auto"
     dashboard_address: str = ":8787"
+    batch: BatchSpec = Field(default_factory=BatchSpec)
 
 
 class SlurmResources(_Strict):
@@ -234,6 +300,8 @@ class SlurmResources(_Strict):
         mpi: the ``srun --mpi`` plugin of those steps (``pmi2``: the pip ``mpich`` wheel, most MPICH
             and Open MPI builds; ``pmix`` for Open MPI 5).
         srun_args: more ``srun`` arguments of those steps (e.g. ``["--gpus-per-task=1"]``).
+        batch: pack small replicas into batched tasks (:class:`BatchSpec`; only with
+            ``ranks_per_member: 1``).
     """
 
     kind: Literal["slurm"]
@@ -246,6 +314,13 @@ class SlurmResources(_Strict):
     tls: bool = True
     overrides: dict[str, Any] = Field(default_factory=dict)
     dashboard_address: str = ":8787"
+    batch: BatchSpec = Field(default_factory=BatchSpec)
+
+    @model_validator(mode="after")
+    def _batch_single_rank(self) -> SlurmResources:
+        if self.batch.max_replicas > 1 and self.ranks_per_member > 1:
+            raise ValueError("batch.max_replicas: batching needs ranks_per_member: 1")
+        return self
 
 
 def _resources_kind(v: Any) -> str | None:
@@ -284,6 +359,9 @@ class CampaignSpec(_Strict):
         skin: neighbour-list skin, Å.
         min_distance: smallest allowed interatomic distance of input structures, Å.
         resources: where the runs execute (``local`` or ``slurm``).
+        screening: committee screening of every run (:class:`ssehpc.screen.ScreeningSpec`:
+            ``trust_lo``, ``trust_hi`` eV/Å, ``stop_after``, ``check_interval``); a run that stays
+            above ``trust_hi`` for ``stop_after`` consecutive checks stops as ``extrapolating``.
     """
 
     name: str
@@ -300,6 +378,7 @@ class CampaignSpec(_Strict):
     skin: float = Field(default=1.0, gt=0, le=5.0)
     min_distance: float = Field(default=0.5, ge=0)
     resources: ResourcesSpec = Field(default_factory=LocalResources)
+    screening: ScreeningSpec | None = None
 
     @field_validator("name")
     @classmethod

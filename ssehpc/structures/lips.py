@@ -422,16 +422,32 @@ PROTOTYPES: dict[str, Prototype] = {
 }
 
 
-def prototype(name: str) -> ase.Atoms:
-    """Build a prototype by name (see :data:`PROTOTYPES`).
+def prototype_names() -> list[str]:
+    """Every prototype name: :data:`PROTOTYPES` (Li–P–S) and the argyrodites
+    (:data:`ssehpc.structures.argyrodite.ARGYRODITES`)."""
+    from ssehpc.structures.argyrodite import ARGYRODITES
+
+    return sorted({*PROTOTYPES, *ARGYRODITES})
+
+
+def prototype(name: str, seed: int = 0) -> ase.Atoms:
+    """Build a prototype by name (see :func:`prototype_names`).
+
+    Args:
+        name: prototype key.
+        seed: random site occupancy of disordered prototypes (Li₆PS₅Cl); ignored by ordered ones.
 
     Raises:
         KeyError: for an unknown name, listing the known ones.
     """
+    from ssehpc.structures.argyrodite import SEEDED
+
+    if name in SEEDED:
+        return SEEDED[name](seed=seed)
     try:
         return PROTOTYPES[name].build()
     except KeyError:
-        raise KeyError(f"unknown Li-P-S prototype {name!r}; known: {sorted(PROTOTYPES)}") from None
+        raise KeyError(f"unknown prototype {name!r}; known: {prototype_names()}") from None
 
 
 # --------------------------------------------------------------------------------------------
