@@ -206,7 +206,10 @@ def msd_from_positions(
         ref = np.flatnonzero(reference)
         w = m[ref] / m[ref].sum()
         sums.append(da.einsum("tai,a->ti", pos[:, ref].astype(np.float64), w))
-    computed = da.compute(*sums)
+    # Always on local threads: a distributed Client that happens to be the default scheduler
+    # (inside a campaign controller) would read the store on its workers, and ``da.store`` below
+    # would fill a copy of ``raw`` there instead of this process's array.
+    computed = da.compute(*sums, scheduler="threads")
     coll = np.asarray(computed[0])
     if len(computed) > 1:
         com = np.asarray(computed[1])
@@ -229,7 +232,7 @@ def msd_from_positions(
         sel = idx[r0 : r0 + read_block]
         raw = np.empty((T, sel.size, 3), dtype=pos.dtype)
         # da.store writes chunk by chunk into ``raw`` (no concatenated copy of the block).
-        da.store(pos[:, sel], raw, lock=False)
+        da.store(pos[:, sel], raw, lock=False, scheduler="threads")
         for b0 in range(0, sel.size, fft_block):
             block = raw[:, b0 : b0 + fft_block].astype(np.float64)
             block -= com[:, None, :]

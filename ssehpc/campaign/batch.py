@@ -55,6 +55,7 @@ from ssehpc.campaign.task import (
     _error_text,
     _now,
     chain_lock,
+    extension_steps,
     lock_path,
     open_run,
     run_stage,
@@ -202,10 +203,13 @@ def _run_stage_of(batch: ChainBatch, runs: list[RunSpec], options: TaskOptions) 
     store = ZarrStore.open(batch.store, "r+")
     result: dict[str, RunOutcome] = {}
     groups: dict[int | None, list[RunSpec]] = defaultdict(list)
+    alone: list[RunSpec] = []
     for run in runs:
         existing = open_run(store, run.run_id)
         status = existing.status if existing is not None else None
-        if status == "completed":
+        if status == "completed" and extension_steps(existing, run) is not None:
+            alone.append(run)  # an adaptive extension of a completed run
+        elif status == "completed":
             result[run.chain_id] = RunOutcome(run.run_id, "done", dt_fs=run.dt_fs, skipped=True)
         elif status == "extrapolating":  # resuming would replay the same trajectory into the same stop
             result[run.chain_id] = RunOutcome(
@@ -224,6 +228,8 @@ def _run_stage_of(batch: ChainBatch, runs: list[RunSpec], options: TaskOptions) 
             )
             start = int(existing.attrs.get("checkpoint_step") or 0) if resumable else None
             groups[start].append(run)
+    for run in alone:
+        result[run.chain_id] = run_stage(batch.store, run, options)
     for start, members in groups.items():
         batched = (
             _run_batched(batch, members, options, resume=start is not None) if len(members) > 1 else None

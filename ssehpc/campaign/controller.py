@@ -26,6 +26,7 @@ reschedules its task; the task resumes the run from its checkpoint.  Runs that f
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import uuid
 from collections import Counter
@@ -273,7 +274,7 @@ def run_campaign(
             f"stages) in {plan.store}; {n_done} done, {len(todo)} replicas to run",
             markup=False,
         )
-        if todo:
+        if todo or spec.adaptive is not None:
             with _connect(spec, client) as handle:
                 console.print(
                     f"dask: {handle.description}; dashboard: "
@@ -305,20 +306,19 @@ def run_campaign(
                     live=live,
                     interval_s=progress_interval_s,
                 )
+                drive_kw = {
+                    "poll_interval_s": poll_interval_s,
+                    "on_poll": on_poll,
+                    "max_resubmits": max_resubmits,
+                    "quiet": show_progress is False,
+                }
                 with progress:
-                    resubmitted = _drive(
-                        plan,
-                        units,
-                        handle,
-                        options,
-                        cstore,
-                        console,
-                        progress,
-                        poll_interval_s=poll_interval_s,
-                        on_poll=on_poll,
-                        max_resubmits=max_resubmits,
-                        quiet=show_progress is False,
-                    )
+                    if units:
+                        resubmitted = _drive(
+                            plan, units, handle, options, cstore, console, progress, **drive_kw
+                        )
+                if spec.adaptive is not None:
+                    resubmitted += _adapt(plan, handle, options, cstore, console, drive_kw, live)
         final = cstore.poll(all_ids)
         result = _result(
             plan, final, time.perf_counter() - t0, _simulated_fs(plan, final) - fs_before, resubmitted
@@ -328,6 +328,80 @@ def run_campaign(
     finally:
         with contextlib.suppress(Exception):
             cstore.record_summary(summary if summary is not None else _counts(cstore.poll(all_ids)))
+
+
+def _adapt(
+    plan: CampaignPlan,
+    handle: ClusterHandle,
+    options: TaskOptions,
+    cstore: CampaignStore,
+    console: Console,
+    drive_kw: dict[str, Any],
+    live: bool,
+) -> int:
+    """Adaptive extension rounds (:mod:`ssehpc.campaign.adaptive`); returns resubmissions."""
+    from ssehpc.analysis.msd import AnalysisError
+    from ssehpc.campaign.adaptive import extension_chain, plan_extensions, point_errors
+
+    spec = plan.spec
+    adaptive, stage = spec.adaptive, spec.adaptive_stage
+    assert adaptive is not None
+    assert stage is not None
+    info = dict(cstore.store.attrs.get("campaign") or {})
+    history = list(info.get("adaptive") or [])
+    spent_fs = sum(float(r.get("extra_ps") or 0.0) * 1000.0 for h in history for r in h.get("points", []))
+    cap_fs = adaptive.max_extra_ps * 1000.0 if adaptive.max_extra_ps is not None else math.inf
+    chains = {c.chain_id: c for c in plan.chains}
+    resubmitted = 0
+    for _ in range(adaptive.max_rounds):
+        stage_ids = [r.run_id for r in plan.runs if r.stage == stage.name]
+        statuses = cstore.poll(stage_ids)
+        if not all(_is_done(statuses[r]) for r in stage_ids):
+            console.print("adaptive: not every run is done; no extension this time", markup=False)
+            break
+        try:
+            points, notes = point_errors(plan.store, plan, stage.name, adaptive.species)
+        except AnalysisError as exc:
+            console.print(f"adaptive: cannot analyse the store ({exc}); no extension", markup=False)
+            break
+        current = {rid: int(statuses[rid].get("steps") or 0) for rid in stage_ids}
+        exts, records = plan_extensions(points, adaptive, plan, current, cap_fs - spent_fs)
+        worst = max((p.rel_error for p in points), default=math.nan)
+        console.print(
+            f"adaptive round {len(history) + 1}: {len(points)} points, largest SE(D*)/D* {worst:.3g} "
+            f"(target {adaptive.target_rel_error}); extending {len(exts)} runs",
+            markup=False,
+        )
+        for note in notes:
+            console.print(f"  {note}", markup=False)
+        for rec in records:
+            rel = rec["rel_error"]
+            console.print(
+                f"  {rec['system']} {rec['temperature_K']:g} K: D* "
+                f"{'n/a' if rec['D_cm2_s'] is None else format(rec['D_cm2_s'], '.3g')} cm²/s, "
+                f"rel. error {'n/a' if rel is None else f'{rel:.3f}'} -> {rec['action']}",
+                markup=False,
+            )
+        history.append({"round": len(history) + 1, "at": _now_iso(), "points": records})
+        info = dict(cstore.store.attrs.get("campaign") or {})
+        info["adaptive"] = history
+        cstore.store.update_attrs(campaign=info)
+        if not exts:
+            break
+        spent_fs += sum(e.extra_fs for e in exts)
+        units: list[ChainSpec | ChainBatch] = [extension_chain(e, chains[e.run.chain_id]) for e in exts]
+        progress = CampaignProgress(
+            spec.name, len(exts), sum(e.extra_fs for e in exts), console, live=live, interval_s=10.0
+        )
+        with progress:
+            resubmitted += _drive(plan, units, handle, options, cstore, console, progress, **drive_kw)
+    return resubmitted
+
+
+def _now_iso() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _batch(

@@ -339,6 +339,33 @@ ResourcesSpec = Annotated[
 ]
 
 
+# ---------------------------------------------------------------------- adaptive extension
+class AdaptiveSpec(_Strict):
+    """Extend production runs until every point's tracer D meets a relative error.
+
+    After the campaign's runs are done, the controller analyses the store (``ssehpc analyze``),
+    and for each (system, temperature) point whose ``SE(D*)/D*`` is above the target extends the
+    ``stage`` runs of all its replicas (more steps appended to the same run groups, resumed from
+    their checkpoints), points with the largest error first, until every point meets the target,
+    ``max_rounds`` rounds are done, or the ``max_extra_ps`` budget is spent.
+
+    Attributes:
+        target_rel_error: wanted standard error of D* relative to D* (e.g. 0.1).
+        species: mobile species (default: as ``ssehpc analyze`` picks it).
+        stage: the stage to extend (default: the last).
+        max_rounds: extension rounds per invocation.
+        max_growth: one round multiplies a run's length by at most this.
+        max_extra_ps: budget of simulated time added over all runs, ps (default: no cap).
+    """
+
+    target_rel_error: float = Field(gt=0, lt=1)
+    species: str | None = None
+    stage: str | None = None
+    max_rounds: int = Field(default=3, ge=1)
+    max_growth: float = Field(default=2.0, gt=1)
+    max_extra_ps: float | None = Field(default=None, gt=0)
+
+
 # ---------------------------------------------------------------------- the campaign
 class CampaignSpec(_Strict):
     """A campaign: systems × temperatures × replicas, each replica a chain of stages.
@@ -362,6 +389,7 @@ class CampaignSpec(_Strict):
         screening: committee screening of every run (:class:`ssehpc.screen.ScreeningSpec`:
             ``trust_lo``, ``trust_hi`` eV/Å, ``stop_after``, ``check_interval``); a run that stays
             above ``trust_hi`` for ``stop_after`` consecutive checks stops as ``extrapolating``.
+        adaptive: extend production runs until D* meets a relative error (:class:`AdaptiveSpec`).
     """
 
     name: str
@@ -379,6 +407,7 @@ class CampaignSpec(_Strict):
     min_distance: float = Field(default=0.5, ge=0)
     resources: ResourcesSpec = Field(default_factory=LocalResources)
     screening: ScreeningSpec | None = None
+    adaptive: AdaptiveSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -411,7 +440,22 @@ class CampaignSpec(_Strict):
             dt = stage.dt_fs or self.dt_fs
             if stage.ps is not None and stage.ps > 0 and stage.n_steps(dt) < 1:
                 raise ValueError(f"stages.{k}.ps: {stage.ps} ps is shorter than one time step of {dt} fs")
+        if self.adaptive is not None:
+            stage = self.adaptive_stage
+            if stage is None:
+                raise ValueError(f"adaptive.stage: no stage named {self.adaptive.stage!r} (stages: {names})")
+            if not stage.write_interval:
+                raise ValueError(f"adaptive.stage: stage {stage.name!r} writes no frames (write_interval 0)")
         return self
+
+    @property
+    def adaptive_stage(self) -> StageSpec | None:
+        """The stage adaptive extension lengthens (``None``: no such stage)."""
+        if self.adaptive is None:
+            return None
+        if self.adaptive.stage is None:
+            return self.stages[-1]
+        return next((s for s in self.stages if s.name == self.adaptive.stage), None)
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -121,6 +121,8 @@ class CampaignStore:
                 continue
             stored = {k: v for k, v in (attrs.get("spec") or {}).items() if k != "store"}
             wanted = {k: v for k, v in run.md.items() if k != "store"}
+            if int(stored.get("steps") or 0) > int(wanted.get("steps") or 0):  # extended (adaptive)
+                stored["steps"] = wanted.get("steps")
             fields = _diff(stored, wanted)
             if fields:
                 problems.append(f"run {run.run_id} ({', '.join(fields[:4])})")

@@ -256,7 +256,8 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
     store = ZarrStore.open(store_path, "r+")
     existing = open_run(store, run.run_id)
     status = existing.status if existing is not None else None
-    if status == "completed":
+    extend = extension_steps(existing, run)
+    if status == "completed" and extend is None:
         return RunOutcome(run.run_id, "done", dt_fs=run.dt_fs, skipped=True)
     if status == "extrapolating":  # resuming would only replay the same trajectory into the same stop
         return RunOutcome(run.run_id, "extrapolating", error=existing.error, dt_fs=run.dt_fs, skipped=True)
@@ -266,7 +267,7 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
         return run_stage_srun(store_path, run, options)
     resume = (
         existing is not None
-        and status in RESUMABLE
+        and (status in RESUMABLE or extend is not None)
         and "checkpoint" in existing.group
         and has_checkpoint(existing.group["checkpoint"])
     )
@@ -275,7 +276,7 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
     try:
         try:
             if resume:
-                mdrun = prepare_resume(store_path, run.run_id, thermo_stream=thermo)
+                mdrun = prepare_resume(store_path, run.run_id, steps=extend, thermo_stream=thermo)
             else:
                 mdrun = prepare_run(
                     run.mdspec(), overwrite=True, thermo_stream=thermo, extra_attrs={"campaign": run.labels()}
@@ -326,6 +327,16 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
         )
     finally:
         sink.close()
+
+
+def extension_steps(existing: RunStore | None, run: RunSpec) -> int | None:
+    """``run.steps`` if it asks a *completed* run to go on (an adaptive extension: more steps
+    than the run's recorded target), else ``None``.  A run extended earlier keeps its longer
+    target: a spec asking for fewer steps does not shorten it."""
+    if existing is None or existing.status != "completed":
+        return None
+    target = existing.target_steps
+    return run.steps if target is not None and run.steps > target else None
 
 
 def _error_text(exc: BaseException) -> str:
@@ -453,9 +464,10 @@ def member_main(argv: list[str] | None = None) -> None:
     # Every rank reads the same state: the worker that started this step holds the chain lock.
     existing = open_run(ZarrStore.open(store_path, "r"), run.run_id)
     status = existing.status if existing is not None else None
+    extend = extension_steps(existing, run)
     resume = (
         existing is not None
-        and status in RESUMABLE
+        and (status in RESUMABLE or extend is not None)
         and (status != "failed" or retry_failed)
         and "checkpoint" in existing.group
         and has_checkpoint(existing.group["checkpoint"])
@@ -472,7 +484,7 @@ def member_main(argv: list[str] | None = None) -> None:
     try:
         try:
             if resume:
-                mdrun = prepare_resume(store_path, run.run_id, thermo_stream=thermo)
+                mdrun = prepare_resume(store_path, run.run_id, steps=extend, thermo_stream=thermo)
             else:
                 mdrun = prepare_run(
                     run.mdspec(), overwrite=True, thermo_stream=thermo, extra_attrs={"campaign": run.labels()}

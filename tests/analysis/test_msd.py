@@ -89,3 +89,18 @@ def test_replica_combination_inflates_disagreeing_replicas():
     assert lo < est < hi
     _, se_bad, _, _ = combine([1.0, 2.0], [0.05, 0.05], [1, 1], [15, 15])
     assert se_bad == pytest.approx(0.5)  # Birge ratio √(χ²/(R−1)) = 10 → half the spread
+
+
+def test_msd_is_computed_locally_with_a_distributed_client(tmp_path) -> None:
+    """With a distributed Client as the default scheduler (a campaign controller analysing its
+    store), the out-of-core MSD must still fill this process's arrays (it once read garbage)."""
+    distributed = pytest.importorskip("distributed")
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.normal(size=(60, 8, 3)), axis=0).astype(np.float32)
+    want = msd_fft(x.astype(np.float64)).mean(axis=1)
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c,
+        distributed.Client(c),
+    ):
+        got = msd_from_positions(da.from_array(x, chunks=(16, 8, 3)), mobile=np.ones(8, dtype=bool))
+    np.testing.assert_allclose(np.asarray(got[0]), want, rtol=1e-10, atol=1e-10)

@@ -184,7 +184,8 @@ def test_sigkill_worker_mid_batch_resumes_from_checkpoints(tmp_path, dask_client
         for r in result.runs
         if RunStore.open(store, r.run_id).attrs["campaign_attempts"][0]["pid"] == pid
     ]
-    assert rid in batch_mates and len(batch_mates) >= 2  # a whole batch died with the worker
+    assert rid in batch_mates
+    assert len(batch_mates) >= 2
     rebatched = 0
     for mate in batch_mates:
         attempts = RunStore.open(store, mate).attrs["campaign_attempts"]
