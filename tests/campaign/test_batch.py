@@ -77,7 +77,8 @@ def test_plan_batches_respects_caps_and_compatibility(tmp_path) -> None:
 def test_batched_campaign_equals_unbatched(tmp_path, dask_client) -> None:
     solo = run_campaign(_spec(tmp_path / "solo.zarr", 1), client=dask_client, show_progress=False)
     batched = run_campaign(_spec(tmp_path / "batch.zarr", 4), client=dask_client, show_progress=False)
-    assert solo.ok and batched.ok, (solo.counts(), batched.counts())
+    assert solo.ok, solo.counts()
+    assert batched.ok, batched.counts()
     assert len(batched.runs) == 16
     for rec in batched.runs:
         steps = 30 if rec.stage == "eq" else 40
@@ -134,7 +135,8 @@ def test_failing_replica_fails_alone(tmp_path, dask_client) -> None:
             run = assert_frames_complete(tmp_path / "boom.zarr", f"good_T60_r{rep}_{stage}", steps, 10)
             if stage == "eq":  # the batch was tried, then continued alone
                 notes = [a.get("batch") for a in run.attrs["campaign_attempts"]]
-                assert notes[0] is not None and notes[-1] is None, notes
+                assert notes[0] is not None, notes
+                assert notes[-1] is None, notes
         boom = by_id[f"boom_T60_r{rep}_eq"]
         assert boom.status == "failed"
         assert boom.error.startswith("NonFiniteError"), boom.error
