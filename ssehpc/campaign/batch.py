@@ -59,6 +59,7 @@ from ssehpc.campaign.task import (
     lock_path,
     open_run,
     run_stage,
+    tune_allocator,
 )
 from ssehpc.io.checkpoint import Checkpoint, has_checkpoint, read_checkpoint, write_checkpoint
 from ssehpc.io.zarr_store import COMMITTEE_FRAME_FIELDS, RunStore, ZarrStore
@@ -169,6 +170,7 @@ def run_batch(batch: ChainBatch, options: TaskOptions | None = None) -> tuple[Ch
     """
     options = options or TaskOptions()
     torch.set_num_threads(options.threads)
+    tune_allocator()
     host, pid = socket.gethostname(), os.getpid()
     outcomes: dict[str, list[RunOutcome]] = {c.chain_id: [] for c in batch.chains}
     busy: dict[str, str] = {}

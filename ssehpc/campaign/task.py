@@ -211,6 +211,34 @@ def chain_lock(path: Path, timeout_s: float, poll_s: float = 0.2) -> Iterator[No
         os.close(fd)
 
 
+#: glibc's trim threshold for MD processes, bytes.  Dask's nanny starts workers with
+#: ``MALLOC_TRIM_THRESHOLD_=65536`` (to give memory back to the OS); torch frees and re-allocates
+#: its step temporaries every MD step, so with that setting glibc returns and re-faults the pages
+#: every step: a 2,000-step LJ run spent as much system time as user time (bench/campaign_overhead).
+MD_MALLOC_TRIM_THRESHOLD = 256 * 2**20
+#: glibc's mmap threshold for MD processes, bytes (32 MB: glibc's largest on 64-bit).
+MD_MALLOC_MMAP_THRESHOLD = 32 * 2**20
+
+
+def tune_allocator() -> bool:
+    """Raise glibc's ``M_TRIM_THRESHOLD`` and ``M_MMAP_THRESHOLD`` in this process
+    (:data:`MD_MALLOC_TRIM_THRESHOLD`, :data:`MD_MALLOC_MMAP_THRESHOLD`; a no-op elsewhere).  Called by every campaign task before it runs MD; returns whether it
+    took effect."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        # A fixed trim threshold also fixes the mmap threshold at 128 kB (glibc stops adapting
+        # it), so every mid-size tensor would be an mmap/munmap pair: allow up to 32 MB on the heap.
+        ok = libc.mallopt(m_trim_threshold, MD_MALLOC_TRIM_THRESHOLD)
+        ok &= libc.mallopt(m_mmap_threshold, MD_MALLOC_MMAP_THRESHOLD)
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -226,6 +254,7 @@ def run_chain(chain: ChainSpec, options: TaskOptions | None = None) -> ChainOutc
     import torch
 
     torch.set_num_threads(options.threads)
+    tune_allocator()
     host, pid = socket.gethostname(), os.getpid()
     outcomes: list[RunOutcome] = []
     try:
@@ -461,6 +490,7 @@ def member_main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    tune_allocator()  # srun steps inherit the worker's MALLOC_TRIM_THRESHOLD_
     # Every rank reads the same state: the worker that started this step holds the chain lock.
     existing = open_run(ZarrStore.open(store_path, "r"), run.run_id)
     status = existing.status if existing is not None else None
