@@ -99,8 +99,9 @@ def make_argon(
     return state
 
 
-def make_forces(skin: float) -> ForceCompute:
-    return ForceCompute(LennardJones(epsilon=EPSILON, sigma=SIGMA, cutoff=CUTOFF), skin=skin)
+def make_forces(skin: float, *, compile: bool = False) -> ForceCompute:
+    """LJ argon force compute; ``compile`` selects the ``torch.compile`` pair kernel."""
+    return ForceCompute(LennardJones(epsilon=EPSILON, sigma=SIGMA, cutoff=CUTOFF, compile=compile), skin=skin)
 
 
 # ---------------------------------------------------------------------------- ssehpc
@@ -166,13 +167,15 @@ def time_ssehpc(
     repeats: int,
     dt: float,
     skin: float,
+    compile: bool = False,
 ) -> Timing:
-    """Best-of-``repeats`` wall time of ``steps`` velocity-Verlet steps after ``warmup`` steps."""
+    """Best-of-``repeats`` wall time of ``steps`` velocity-Verlet steps after ``warmup`` steps
+    (the first force call, where ``compile=True`` compiles the kernel, is untimed)."""
     torch.set_num_threads(threads)
     best: Timing | None = None
     for _ in range(repeats):
         state = initial.to(dtype=dtype).clone()
-        fc = make_forces(skin)
+        fc = make_forces(skin, compile=compile)
         vv = VelocityVerlet(dt)
         fc.compute(state)
         pe0, etot0 = _energies(state, fc)

@@ -227,16 +227,20 @@ def _pairs_kdtree(local: LocalAtoms, r_list: float, *, half: bool) -> tuple[torc
         p = torch.from_numpy(pairs).to(torch.int64)
         if g is not None:
             p = g[p]
-        a, b = p[:, 0], p[:, 1]
-        lo, hi = torch.minimum(a, b), torch.maximum(a, b)  # owned rows come first
+        # SciPy returns each pair once with a < b, and ``g`` is increasing, so the mapped pair
+        # keeps lo < hi: no minimum/maximum needed.  Owned rows come first.
+        lo, hi = p[:, 0], p[:, 1]
         keep = lo < n_owned
         lo, hi = lo[keep], hi[keep]
         both_owned = hi < n_owned
         if half:
-            # (lo, hi) with lo owned; a ghost hi needs the tag rule.
-            m = _half_rule(local, lo, hi)
-            out_i.append(lo[m])
-            out_j.append(hi[m])
+            # Owned-owned pairs (lo < hi) are kept as they are; only an owned-ghost pair needs the
+            # tag/shift rule, so it is evaluated on those alone (a third of the pairs or fewer).
+            ghost = ~both_owned
+            gi, gj = lo[ghost], hi[ghost]
+            m = _half_rule(local, gi, gj)
+            out_i.extend([lo[both_owned], gi[m]])
+            out_j.extend([hi[both_owned], gj[m]])
         else:
             out_i.extend([lo, hi[both_owned]])
             out_j.extend([hi, lo[both_owned]])
