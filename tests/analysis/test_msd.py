@@ -30,11 +30,13 @@ def test_out_of_core_blocks_match_in_memory():
     mobile = np.arange(40) < 30
     ref = ~mobile
     a = msd_from_positions(x, mobile=mobile, reference=ref)
-    b = msd_from_positions(
-        da.from_array(x, chunks=(16, 40, 3)), mobile=mobile, reference=ref, memory_budget_bytes=1
-    )
-    for u, v in zip(a, b, strict=True):
-        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
+    xd = da.from_array(x, chunks=(16, 40, 3))
+    # budget 1 byte: one atom per read and per FFT block; the second budget reads all 30 atoms in
+    # one pass and runs the FFT on sub-blocks of 2 (several FFT blocks inside one read block)
+    for budget in (1, 2 * 120 * 3 * 128 * 2):
+        b = msd_from_positions(xd, mobile=mobile, reference=ref, memory_budget_bytes=budget)
+        for u, v in zip(a, b, strict=True):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
 
 
 def test_framework_drift_removal_leaves_D_unchanged():
