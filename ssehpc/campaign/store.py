@@ -142,7 +142,7 @@ class CampaignStore:
             if run.run_id in self._known:
                 current = self._attrs(run.run_id)
                 if current.get("status") == "pending" and current.get("spec") != run.md:
-                    self._group(run.run_id, "r+").attrs.update({**attrs, "updated": _now()})
+                    self._group(run.run_id, "r+").update_attributes({**attrs, "updated": _now()})
                 continue
             self.store.declare_run(run.run_id, attrs)
             self._known.add(run.run_id)

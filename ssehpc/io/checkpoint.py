@@ -165,7 +165,7 @@ def write_checkpoint(
         pgroup = group.create_group(part)
         for key, t in tensors.items():
             _write_array(pgroup, key, t)
-    group.attrs.update(
+    group.update_attributes(
         {
             "step": int(state.step),
             "seed": int(state.seed),
@@ -181,7 +181,7 @@ def write_checkpoint(
     )
     # The swap: from here on the new checkpoint is the one a restart sees.
     history = [*list(parent.attrs.get("history", [])), name][-max(1, keep) :]
-    parent.attrs.update({POINTER: name, "history": history})
+    parent.update_attributes({POINTER: name, "history": history})
     for old in list(parent.group_keys()):
         if old not in history:
             del parent[old]

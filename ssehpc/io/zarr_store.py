@@ -158,7 +158,7 @@ class ZarrStore:
         attrs = group.attrs.asdict()
         if "schema_version" not in attrs:
             if mode == "a" and not list(group.keys()):
-                group.attrs.update(
+                group.update_attributes(
                     {
                         "schema_version": SCHEMA_VERSION,
                         "ssehpc_version": ssehpc.__version__,
@@ -185,7 +185,7 @@ class ZarrStore:
         this: workers write their own run groups only, never the root."""
         if self.group.read_only:
             raise StoreError(f"store '{self.path}' is open read-only")
-        self.group.attrs.update(changes)
+        self.group.update_attributes(changes)
 
     @property
     def runs(self) -> list[str]:
@@ -235,7 +235,7 @@ class ZarrStore:
             raise StoreError(f"run {run_id!r} already exists in store '{self.path}'")
         group = runs.create_group(run_id)
         now = _now()
-        group.attrs.update(
+        group.update_attributes(
             {
                 **dict(attrs),
                 "schema_version": SCHEMA_VERSION,
@@ -316,7 +316,7 @@ class ZarrStore:
                 name, shape=(0, *shape), chunks=chunks, dtype=f.dtype, fill_value=fill, overwrite=reuse
             )
             arr.attrs["units"] = f.unit
-        group.attrs.update(
+        group.update_attributes(
             {
                 **dict(attrs),
                 "schema_version": SCHEMA_VERSION,
@@ -348,6 +348,7 @@ class RunStore:
         self.group = group
         self.store_path = Path(store_path)
         self._attrs = group.attrs.asdict()
+        self._chunk_frames: int | None = None
 
     @classmethod
     def open(cls, path: str | Path, run_id: str | None = None, *, mode: str = "r") -> RunStore:
@@ -378,7 +379,7 @@ class RunStore:
     def update_attrs(self, **changes: Any) -> None:
         """Set run attributes (one atomic metadata write)."""
         changes["updated"] = _now()
-        self.group.attrs.update(changes)
+        self.group.update_attributes(changes)
         self._attrs.update(changes)
 
     @property
@@ -436,8 +437,11 @@ class RunStore:
 
     @property
     def frame_chunk_frames(self) -> int:
-        """Frames per chunk of ``positions`` (writers buffer to this boundary)."""
-        return int(self.group["positions"].chunks[0])
+        """Frames per chunk of ``positions`` (writers buffer to this boundary; read once: the
+        chunk shape never changes, and reading the array metadata costs ~10 ms per frame)."""
+        if self._chunk_frames is None:
+            self._chunk_frames = int(self.group["positions"].chunks[0])
+        return self._chunk_frames
 
     @property
     def checkpoint_group(self) -> zarr.Group:

@@ -479,7 +479,7 @@ def write_screening(result: ScreeningResult, export: str | Path | None = None) -
             "failed": FAILED,
             "unknown": UNKNOWN,
         }
-    g.attrs.update(
+    g.update_attributes(
         {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "ssehpc_version": ssehpc.__version__,
