@@ -123,6 +123,16 @@ class CampaignResult:
         return self.n_done == len(self.runs)
 
     @property
+    def settled(self) -> bool:
+        """Nothing is left to do: every run is done, or stopped as ``extrapolating`` by the
+        committee screening (a result, not an error), or a later stage of such a run."""
+        stopped = {r.chain for r in self.runs if r.status == "extrapolating"}
+        return all(
+            r.status in ("done", "extrapolating") or (r.status == "pending" and r.chain in stopped)
+            for r in self.runs
+        )
+
+    @property
     def failed(self) -> list[RunRecord]:
         return [r for r in self.runs if r.status == "failed"]
 

@@ -59,6 +59,8 @@ def test_hot_replica_extrapolates_while_the_cold_one_completes(tmp_path, dask_cl
     assert by_t[20000.0].status == "extrapolating"
     assert by_t[20000.0].store_status == "extrapolating"
     assert "above trust_hi = 0.25 eV/Å" in (by_t[20000.0].error or "")
+    assert not result.ok  # not every run is done ...
+    assert result.settled  # ... but nothing is left to do: `ssehpc campaign` exits 0
     hot = RunStore.open(store, by_t[20000.0].run_id)
     assert hot.current_step < 60
     assert hot.read_frames(fields=["step"])["step"][-1] == hot.current_step
