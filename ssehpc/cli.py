@@ -405,7 +405,14 @@ def campaign(
                 client.close()
         out.print(result.table())
         out.print(summary_line(result), markup=False)
-        if not result.ok:
+        n_extra = result.counts().get("extrapolating", 0)
+        if n_extra and result.settled:
+            out.print(
+                f"note: {n_extra} run(s) stopped as extrapolating (committee screening): the model left its "
+                "range there; `ssehpc analyze` leaves them out, `ssehpc screen` exports their candidates",
+                markup=False,
+            )
+        if not result.settled:  # failed, or not finished
             raise typer.Exit(EXIT_RUN_FAILED)
 
 
@@ -444,10 +451,16 @@ def analyze(
     write: Annotated[
         bool, typer.Option("--write/--no-write", help="Write results into the store's analysis/ group.")
     ] = True,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write a Markdown report (report.md + PNG plots) into this folder."),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Transport of completed runs: D*, σ, σ_NE, Haven ratio per (system, T); Arrhenius per system."""
     out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal:  # logs and pipes: whole table rows, not 80 columns
+        out = Console(highlight=False, soft_wrap=True, width=200)
     with _errors(debug):
         from ssehpc.analysis.msd import AnalysisError
         from ssehpc.analysis.report import analyze_store, plot_analysis, render_tables, write_analysis
@@ -458,6 +471,8 @@ def analyze(
             _err_console().print(f"error: {_one_line(exc)}", markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         for table in render_tables(res):
+            for col in table.columns:  # wrap, never cut, numbers in a narrow terminal
+                col.overflow = "fold"
             out.print(table)
         for note in res.notes:
             out.print(f"note: {note}", markup=False)
@@ -475,6 +490,15 @@ def analyze(
                 out.print("note: matplotlib is not installed; no plots", markup=False)
             else:
                 out.print(f"wrote {len(files)} plots to {plots}", markup=False)
+        if report is not None:
+            try:
+                from ssehpc.analysis.markdown_report import write_report
+
+                path = write_report(store, report, analysis=res)
+            except ImportError:
+                out.print("note: matplotlib is not installed; no report", markup=False)
+            else:
+                out.print(f"wrote {path}", markup=False)
 
 
 # Commands that live with their subsystems (registered once the app exists).
