@@ -16,8 +16,9 @@ Iteration 1 (lips-v1 → lips-v2) used seeds 11 and 13 at 1000 K (8,000 steps) a
         13:1000:8000 14:1100:8000 --caps 64 64 48 64 --out al1
     cat al1/label_*.extxyz > ssehpc/data/lips/train_al1.extxyz
 
-The campaign-level loop (``ssehpc learn``: explore on Dask, screen the store, label, retrain,
-repeat) is planned; this script is the by-hand version of one iteration.
+The campaign-level loop is ``ssehpc learn`` (explore on Dask, screen the store, label, retrain,
+repeat; ``docs/learning.md``, ``examples/learn_lips.yaml``); this script is the by-hand version
+of one iteration that made ``train_al1.extxyz``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@
   candidates exported as extxyz with provenance (``docs/screening.md``).
 * ``ssehpc structure STORE`` — RDFs, coordination, polyanion units and rotations, Li hops
   (``docs/structures.md``).
+* ``ssehpc learn CONFIG.yaml`` — active learning: explore (campaign) → screen → label (teacher on
+  Dask) → fine-tune the committee → repeat (``docs/learning.md``).
 
 Bad input exits non-zero with a single ``error: ...`` line (``--debug`` shows the traceback).
 """
@@ -503,7 +505,9 @@ def analyze(
 
 # Commands that live with their subsystems (registered once the app exists).
 from ssehpc.analysis.structure_cli import structure  # noqa: E402
+from ssehpc.ml.learn_cli import learn  # noqa: E402
 from ssehpc.screen.cli import screen  # noqa: E402
 
 app.command("screen")(screen)
 app.command("structure")(structure)
+app.command("learn")(learn)

@@ -228,8 +228,9 @@ def run_campaign(
 
     Args:
         spec: the campaign.
-        client: an existing ``distributed.Client`` to use (default: start the cluster of
-            ``spec.resources`` and close it at the end).
+        client: an existing ``distributed.Client`` to use, or a
+            :class:`~ssehpc.campaign.cluster.ClusterHandle` (keeps its worker resources and MPI
+            settings); default: start the cluster of ``spec.resources`` and close it at the end.
         retry_failed: resume runs recorded as failed instead of reporting them again.
         console: where messages and progress go (default stderr).
         show_progress: live bar (default: when the console is a terminal); plain lines otherwise.
@@ -452,6 +453,9 @@ def _connect(spec: CampaignSpec, client: Any) -> Iterator[ClusterHandle]:
     if client is None:
         with open_cluster(spec.resources) as handle:
             yield handle
+        return
+    if isinstance(client, ClusterHandle):  # a cluster opened by the caller (keeps its resources)
+        yield client
         return
     n = len(client.scheduler_info().get("workers", {}))
     yield ClusterHandle(
