@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,8 +110,13 @@ def open_cluster(resources: LocalResources | SlurmResources) -> Iterator[Cluster
     check_member_cores(profile, resources)
     cluster = make_slurm_cluster(profile, resources)
     ranks = resources.ranks_per_member
+    stop = threading.Event()
     try:
         cluster.scale(jobs=resources.jobs)
+        keeper = threading.Thread(
+            target=keep_jobs, args=(cluster, resources.jobs, stop), name="ssehpc-keep-jobs", daemon=True
+        )
+        keeper.start()
         with Client(cluster) as client:
             yield ClusterHandle(
                 client,
@@ -123,7 +129,74 @@ def open_cluster(resources: LocalResources | SlurmResources) -> Iterator[Cluster
                 srun_args=tuple(resources.srun_args),
             )
     finally:
+        stop.set()
         cluster.close()
+
+
+#: How often the controller looks for worker jobs that ended, s.
+KEEP_JOBS_INTERVAL_S = 20.0
+
+
+def ended_jobs(cluster: Any) -> list[str]:
+    """Names of the cluster's worker jobs that have no connected worker and are no longer in
+    Slurm's queue (ended: walltime, ``--lifetime`` retirement, node failure, ``scancel``)."""
+    import subprocess
+
+    connected = {str(w.get("name")) for w in cluster.scheduler_info.get("workers", {}).values()}
+    candidates = {
+        str(name): str(job.job_id)
+        for name, job in list(cluster.workers.items())
+        if getattr(job, "job_id", None)
+        and not any(c == str(name) or c.startswith(f"{name}-") for c in connected)
+    }
+    if not candidates:
+        return []
+    proc = subprocess.run(
+        ["squeue", "-h", "-o", "%i", "-j", ",".join(candidates.values())],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
+        return []  # squeue itself failed: decide nothing
+    queued = set(proc.stdout.split())
+    return [name for name, job_id in candidates.items() if job_id not in queued]
+
+
+def keep_jobs(cluster: Any, jobs: int, stop: threading.Event, interval_s: float | None = None) -> None:
+    """Keep ``jobs`` worker jobs: submit a replacement for every job that ended.
+
+    dask-jobqueue submits jobs when asked to scale but never replaces one that ends (a worker
+    retired by ``--lifetime`` before the walltime, a job killed at its walltime), so without this
+    a long campaign would wait for ever with no workers.  Runs in a daemon thread of the controller
+    until ``stop`` is set; the change itself is made on the cluster's event loop.
+    """
+    import logging
+
+    log = logging.getLogger(__name__)
+    every = KEEP_JOBS_INTERVAL_S if interval_s is None else interval_s
+    while not stop.wait(every):
+        if "running" not in str(cluster.status):
+            return
+        try:
+            # distributed itself forgets a lost single-worker job (after its lost-worker timeout)
+            # but leaves it in the spec; jobs of several workers are found through squeue.
+            ended = [str(n) for n in set(cluster.worker_spec) - set(cluster.workers)]
+            ended += ended_jobs(cluster)
+        except Exception as exc:  # never stop the controller over this
+            log.warning("could not check the worker jobs: %s", exc)
+            continue
+        if not ended:
+            continue
+        log.warning("worker job(s) %s ended; submitting replacements", ", ".join(ended))
+
+        def replace(names: tuple[str, ...] = tuple(ended)) -> None:
+            for name in names:
+                cluster.workers.pop(name, None)  # _correct_state re-opens the spec entry
+            cluster.scale(jobs=jobs)
+
+        cluster.loop.add_callback(replace)
 
 
 # ---------------------------------------------------------------------- Slurm profiles

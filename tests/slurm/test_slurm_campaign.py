@@ -188,3 +188,46 @@ def test_mpi_member_with_wrong_plugin_is_recorded_failed(tmp_path: Path) -> None
     assert run.status == "failed"
     error = run.error or ""
     assert "LaunchError: 2 MPI ranks were requested but MPI.COMM_WORLD has 1" in error, error
+
+
+def test_retired_worker_job_is_replaced_and_the_run_resumes(tmp_path: Path) -> None:
+    """A worker retires at its ``--lifetime`` (as it would before the walltime): the run is
+    checkpointed and drained, the controller submits a replacement job (dask-jobqueue alone never
+    does), and the run resumes there from its checkpoint and completes."""
+    store = tmp_path / "life.zarr"
+    resources = {
+        "kind": "slurm",
+        "profile": "local",
+        "jobs": 1,
+        "tls": False,
+        "dashboard_address": ":0",
+        "overrides": {
+            "shared_temp_directory": str(tmp_path / "dask"),
+            "log_directory": str(tmp_path / "logs"),
+            "worker_extra_args": ["--lifetime", "15s", "--lifetime-stagger", "0s"],
+        },
+    }
+    data = campaign(store, resources)
+    data["systems"] = [{"id": "ar", "structure": {"builder": "fcc", "element": "Ar", "a": 5.26, "repeat": 5}}]
+    data["stages"] = [
+        {
+            "name": "md",
+            "integrator": {"name": "langevin", "params": {"damping": 100.0}},
+            "steps": 24000,
+            "write_interval": 1000,
+            "checkpoint_interval": 2000,
+        }
+    ]
+    spec = tmp_path / "life.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    proc = run_cli(spec, timeout=500)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "submitting replacements" in out, out[-4000:]
+    run = RunStore.open(store, "ar_T60_r0_md")
+    assert run.status == "completed", (run.status, run.error)
+    steps = np.asarray(run.read_frames(fields=["step"])["step"])
+    np.testing.assert_array_equal(steps, np.arange(0, 24001, 1000))  # complete, in order, unique
+    attempts = run.attrs["campaign_attempts"]
+    assert len(attempts) >= 2, attempts
+    assert attempts[1]["start_step"] > 0  # resumed from the drain checkpoint, not from scratch
