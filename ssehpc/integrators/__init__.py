@@ -11,6 +11,7 @@ import inspect
 from typing import Any
 
 from ssehpc.integrators.base import Integrator
+from ssehpc.integrators.fire import Fire
 from ssehpc.integrators.langevin import Langevin
 from ssehpc.integrators.nose_hoover import NoseHooverChain
 from ssehpc.integrators.npt import StochasticCellRescaling
@@ -22,6 +23,7 @@ INTEGRATORS: dict[str, type[Integrator]] = {
     "langevin": Langevin,
     "nose_hoover": NoseHooverChain,
     "npt": StochasticCellRescaling,
+    "fire": Fire,
 }
 
 
@@ -47,6 +49,7 @@ def make_integrator(name: str, dt: float, **params: Any) -> Integrator:
 
 __all__ = [
     "INTEGRATORS",
+    "Fire",
     "Integrator",
     "Langevin",
     "NoseHooverChain",
