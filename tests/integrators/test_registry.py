@@ -13,18 +13,19 @@ PARAMS = {
     "langevin": {"temperature": 50.0},
     "nose_hoover": {"temperature": 50.0},
     "npt": {"temperature": 50.0, "pressure": 0.1, "anisotropic": True},
+    "fire": {"fmax": 0.01},
 }
 
 
 def test_registry_names() -> None:
-    assert set(INTEGRATORS) == {"nve", "langevin", "nose_hoover", "npt"}
+    assert set(INTEGRATORS) == {"nve", "langevin", "nose_hoover", "npt", "fire"}
     for name, cls in INTEGRATORS.items():
         assert cls.name == name
         assert isinstance(make_integrator(name, 1.0, **PARAMS[name]), cls)
 
 
 def test_make_integrator_errors() -> None:
-    with pytest.raises(ValueError, match=r"unknown integrator 'nvt'.*langevin, nose_hoover, npt, nve"):
+    with pytest.raises(ValueError, match=r"unknown integrator 'nvt'.*fire, langevin, nose_hoover, npt, nve"):
         make_integrator("nvt", 1.0)
     with pytest.raises(ValueError, match=r"'langevin'.*gamma.*temperature, damping"):
         make_integrator("langevin", 1.0, temperature=300.0, gamma=0.01)
