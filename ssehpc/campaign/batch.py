@@ -48,10 +48,10 @@ from ssehpc.campaign.task import (
     RESUMABLE,
     ChainBusyError,
     ChainOutcome,
+    DrainWatch,
     RunOutcome,
     TaskOptions,
     WorkerDraining,
-    _current_worker,
     _error_text,
     _now,
     chain_lock,
@@ -512,7 +512,7 @@ def _run_batched(
         )
     else:
         sim = Simulation(state, forces, integrator, ops)
-    sim.progress = _BatchDrainWatch(sim, ckpt_writer, options.drain_check_s)
+    sim.progress = DrainWatch(sim, lambda: ckpt_writer(sim), options.drain_check_s)
     start = state.step
     for m in members:
         m.store.set_status("running", step=start)
@@ -568,31 +568,6 @@ def _mark(members: list[_Member], status: str, error: str, step: int) -> None:
             m.store.update_attrs(current_step=int(m.store.attrs.get("checkpoint_step") or 0))
         except Exception as inner:  # noqa: PERF203
             log.error("could not record status %r of run %r: %s", status, m.run.run_id, inner)
-
-
-class _BatchDrainWatch:
-    """Progress callback: checkpoint every replica and stop when the Dask worker retires."""
-
-    def __init__(self, sim: Simulation, writer: BatchCheckpointWriter, every_s: float) -> None:
-        self.sim = sim
-        self.writer = writer
-        self.every_s = every_s
-        self._next = time.monotonic() + every_s
-        self._worker = _current_worker() if every_s > 0 else None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._worker is None or done == 0 or done == total:
-            return
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self.every_s
-        status = getattr(self._worker.status, "name", "")
-        if status in ("closing_gracefully", "closing", "closed"):
-            self.writer(self.sim)
-            raise WorkerDraining(
-                f"worker {status.replace('_', ' ')}; checkpointed at step {self.sim.state.step}"
-            )
 
 
 __all__ = [

@@ -44,7 +44,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -324,7 +324,7 @@ def run_stage(store_path: str | Path, run: RunSpec, options: TaskOptions) -> Run
         attempts = list(rstore.attrs.get("campaign_attempts") or prior or [])
         attempts.append({"start_step": start, "host": socket.gethostname(), "pid": os.getpid(), "at": _now()})
         rstore.update_attrs(campaign_attempts=attempts)
-        sim.progress = _DrainWatch(mdrun, options.drain_check_s)
+        sim.progress = DrainWatch(sim, lambda: _checkpoint_now(sim), options.drain_check_s)
         try:
             mdrun.execute()
         except WorkerDraining as exc:
@@ -383,11 +383,18 @@ def _record_failure(store: ZarrStore, run_id: str, error: str) -> None:
         log.error("could not record the failure of run %r: %s", run_id, inner)
 
 
-class _DrainWatch:
-    """Progress callback that checkpoints and stops the run when its Dask worker retires."""
+class DrainWatch:
+    """Progress callback that checkpoints and stops the run when its Dask worker retires.
 
-    def __init__(self, mdrun: Any, every_s: float) -> None:
-        self.mdrun = mdrun
+    Args:
+        sim: the simulation (its step goes into the message).
+        checkpoint: writes the checkpoint(s) of the run (or of every replica of a batch).
+        every_s: how often to ask the worker, s (0: never).
+    """
+
+    def __init__(self, sim: Any, checkpoint: Callable[[], None], every_s: float) -> None:
+        self.sim = sim
+        self.checkpoint = checkpoint
         self.every_s = every_s
         self._next = time.monotonic() + every_s
         self._worker = _current_worker() if every_s > 0 else None
@@ -401,13 +408,19 @@ class _DrainWatch:
         self._next = now + self.every_s
         status = getattr(self._worker.status, "name", "")
         if status in ("closing_gracefully", "closing", "closed"):
-            from ssehpc.simulation import CheckpointWriter
+            self.checkpoint()
+            raise WorkerDraining(
+                f"worker {status.replace('_', ' ')}; checkpointed at step {self.sim.state.step}"
+            )
 
-            sim = self.mdrun.simulation
-            for op in sim.operations:
-                if isinstance(op, CheckpointWriter):
-                    op(sim)
-            raise WorkerDraining(f"worker {status.replace('_', ' ')}; checkpointed at step {sim.state.step}")
+
+def _checkpoint_now(sim: Any) -> None:
+    """Run the simulation's checkpoint writers now."""
+    from ssehpc.simulation import CheckpointWriter
+
+    for op in sim.operations:
+        if isinstance(op, CheckpointWriter):
+            op(sim)
 
 
 def _current_worker() -> Any:

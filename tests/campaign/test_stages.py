@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ssehpc.campaign import CampaignSpec, expand
-from ssehpc.campaign.task import TaskOptions, WorkerDraining, _DrainWatch, run_chain
+from ssehpc.campaign.task import DrainWatch, TaskOptions, WorkerDraining, _checkpoint_now, run_chain
 from ssehpc.io.checkpoint import read_checkpoint
 from ssehpc.io.zarr_store import RunStore, ZarrStore
 from ssehpc.spec import MDSpec, SpecError, prepare_resume, prepare_run
@@ -120,7 +120,7 @@ def test_draining_worker_checkpoints_and_the_run_resumes(tmp_path):
     mdrun = prepare_run(spec)
     sim = mdrun.simulation
     worker = SimpleNamespace(status=None)
-    watch = _DrainWatch(mdrun, every_s=0.0)
+    watch = DrainWatch(sim, lambda: _checkpoint_now(sim), every_s=0.0)
     watch._worker = worker  # a stand-in for distributed.get_worker(): only .status is read
 
     def progress(done, total):
