@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,22 @@ def assert_frames_complete(store: Path, run_id: str, steps: int, write_interval:
 def worker_pids(client: Any) -> set[int]:
     """Process ids of the cluster's workers."""
     return set(client.run(os.getpid).values())
+
+
+def kill_worker_after_checkpoint(killed: dict[str, int], min_step: int = 200) -> Callable[[Any], None]:
+    """An ``on_poll`` hook that SIGKILLs, once, the worker running a run whose checkpoint has
+    reached ``min_step``; records ``{run_id: pid}`` in ``killed``."""
+
+    def hook(snap: Any) -> None:
+        if killed:
+            return
+        for rid, a in snap.statuses.items():
+            attempts = a.get("campaign_attempts") or []
+            if a.get("status") == "running" and (a.get("checkpoint_step") or 0) >= min_step and attempts:
+                pid = int(attempts[-1]["pid"])
+                assert pid in worker_pids(snap.client)  # never signal anything but a worker
+                os.kill(pid, signal.SIGKILL)
+                killed[rid] = pid
+                return
+
+    return hook

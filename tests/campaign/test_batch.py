@@ -4,8 +4,6 @@ resumes from the replicas' checkpoints."""
 
 from __future__ import annotations
 
-import os
-import signal
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +13,11 @@ from ssehpc.campaign import CampaignSpec, expand, run_campaign
 from ssehpc.campaign.batch import ChainBatch, plan_batches
 from ssehpc.io.zarr_store import RunStore
 from ssehpc.spec import prepare_resume
-from tests.campaign.helpers import assert_frames_complete, lj_campaign, worker_pids
+from tests.campaign.helpers import (
+    assert_frames_complete,
+    kill_worker_after_checkpoint,
+    lj_campaign,
+)
 
 AR = {"builder": "fcc", "element": "Ar", "a": 5.26, "repeat": 2}  # 32 atoms
 
@@ -160,18 +162,7 @@ def test_sigkill_worker_mid_batch_resumes_from_checkpoints(tmp_path, dask_client
         ],
     )
     killed: dict[str, int] = {}
-
-    def kill_a_worker(snap):
-        if killed:
-            return
-        for rid, a in snap.statuses.items():
-            attempts = a.get("campaign_attempts") or []
-            if a.get("status") == "running" and (a.get("checkpoint_step") or 0) >= 200 and attempts:
-                pid = int(attempts[-1]["pid"])
-                assert pid in worker_pids(snap.client)
-                os.kill(pid, signal.SIGKILL)
-                killed[rid] = pid
-                return
+    kill_a_worker = kill_worker_after_checkpoint(killed)
 
     result = run_campaign(
         spec, client=dask_client, show_progress=False, poll_interval_s=0.2, on_poll=kill_a_worker

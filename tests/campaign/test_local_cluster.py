@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from dataclasses import replace
 
 import numpy as np
@@ -21,7 +19,11 @@ from ssehpc.campaign import CampaignSpec, expand, run_campaign
 from ssehpc.campaign.task import TaskOptions, run_chain
 from ssehpc.cli import app
 from ssehpc.io.zarr_store import RunStore, ZarrStore
-from tests.campaign.helpers import assert_frames_complete, lj_campaign, worker_pids
+from tests.campaign.helpers import (
+    assert_frames_complete,
+    kill_worker_after_checkpoint,
+    lj_campaign,
+)
 
 
 def test_grid_of_3_systems_3_temperatures_4_replicas(tmp_path, dask_client):
@@ -88,18 +90,7 @@ def test_sigkill_worker_mid_run_resumes_from_checkpoint(tmp_path, dask_client):
         )
     )
     killed: dict[str, int] = {}
-
-    def kill_a_worker(snap):
-        if killed:
-            return
-        for rid, a in snap.statuses.items():
-            attempts = a.get("campaign_attempts") or []
-            if a.get("status") == "running" and (a.get("checkpoint_step") or 0) >= 200 and attempts:
-                pid = int(attempts[-1]["pid"])
-                assert pid in worker_pids(snap.client)  # never signal anything but a worker
-                os.kill(pid, signal.SIGKILL)
-                killed[rid] = pid
-                return
+    kill_a_worker = kill_worker_after_checkpoint(killed)
 
     result = run_campaign(
         spec, client=dask_client, show_progress=False, poll_interval_s=0.2, on_poll=kill_a_worker

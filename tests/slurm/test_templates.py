@@ -232,6 +232,26 @@ def _squeue_ids(name: str) -> set[str]:
 
 
 @pytest.mark.slurm
+def _submit_and_wait_for_checkpoint(
+    cmd: list[str], cwd: Path, env: dict[str, str], store: Path, run_id: str, log: str
+) -> str:
+    """Submit ``cmd`` (an sbatch line) and wait until ``run_id`` has a checkpoint at step >= 100;
+    returns the job id (its output file is ``<log>-<id>.out``)."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.split()[-1]
+    deadline = time.monotonic() + 300
+    ckpt = 0
+    while time.monotonic() < deadline and ckpt < 100:
+        time.sleep(0.5)
+        try:
+            ckpt = RunStore.open(store, run_id).attrs.get("checkpoint_step") or 0
+        except Exception:
+            ckpt = 0
+    assert ckpt >= 100, (cwd / f"{log}-{job}.out").read_text(errors="replace")[-3000:]
+    return job
+
+
 def test_controller_job_stops_on_sigterm_resubmits_itself_and_resumes(tmp_path: Path) -> None:
     """``sbatch controller.sbatch SPEC`` with ``SSEHPC_RESUBMIT=1``: SIGTERM to the batch shell (what
     ``--signal=B:TERM@120`` sends before the time limit) stops the controller with 130 after a
@@ -269,27 +289,11 @@ def test_controller_job_stops_on_sigterm_resubmits_itself_and_resumes(tmp_path: 
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec))
     before = _squeue_ids("ssehpc-campaign")
     env = dict(os.environ, SSEHPC_VENV=str(Path(sys.executable).parent.parent), SSEHPC_RESUBMIT="1")
-    proc = subprocess.run(
-        ["sbatch", "--mem=1G", "--time=00:20:00", str(SBATCH / "controller.sbatch"), "c.yaml"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    first = proc.stdout.split()[-1]
+    cmd = ["sbatch", "--mem=1G", "--time=00:20:00", str(SBATCH / "controller.sbatch"), "c.yaml"]
     store = tmp_path / "c.zarr"
-    deadline = time.monotonic() + 300
-    ckpt = 0
-    while time.monotonic() < deadline and ckpt < 100:
-        time.sleep(0.5)
-        try:
-            ckpt = RunStore.open(store, "ar_T60_r0_md").attrs.get("checkpoint_step") or 0
-        except Exception:
-            ckpt = 0
-    assert ckpt >= 100, (tmp_path / f"campaign-{first}.out").read_text(errors="replace")[-3000:]
+    first = _submit_and_wait_for_checkpoint(cmd, tmp_path, env, store, "ar_T60_r0_md", "campaign")
     subprocess.run(["scancel", "--batch", "--signal=TERM", first], check=True)
+    deadline = time.monotonic() + 300
     # The first job submits its successor before it ends: wait until both are gone.
     while time.monotonic() < deadline and _squeue_ids("ssehpc-campaign") - before:
         time.sleep(1)
@@ -328,27 +332,11 @@ def test_md_mpi_job_on_two_ranks_stops_resubmits_itself_and_resumes(tmp_path: Pa
         OMP_NUM_THREADS="1",
     )
     before = _squeue_ids("ssehpc-md")
-    proc = subprocess.run(
-        ["sbatch", *args.split(), str(SBATCH / "md_mpi.sbatch"), str(spec)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    first = proc.stdout.split()[-1]
+    cmd = ["sbatch", *args.split(), str(SBATCH / "md_mpi.sbatch"), str(spec)]
     store = tmp_path / "md.zarr"
-    deadline = time.monotonic() + 300
-    ckpt = 0
-    while time.monotonic() < deadline and ckpt < 100:
-        time.sleep(0.5)
-        try:
-            ckpt = RunStore.open(store, "big").attrs.get("checkpoint_step") or 0
-        except Exception:
-            ckpt = 0
-    assert ckpt >= 100, (tmp_path / f"md-{first}.out").read_text(errors="replace")[-3000:]
+    first = _submit_and_wait_for_checkpoint(cmd, tmp_path, env, store, "big", "md")
     subprocess.run(["scancel", "--signal=TERM", first], check=True)
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and _squeue_ids("ssehpc-md") - before:
         time.sleep(1)
     log1 = (tmp_path / f"md-{first}.out").read_text(errors="replace")
