@@ -231,7 +231,6 @@ def _squeue_ids(name: str) -> set[str]:
     return set(proc.stdout.split())
 
 
-@pytest.mark.slurm
 def _submit_and_wait_for_checkpoint(
     cmd: list[str], cwd: Path, env: dict[str, str], store: Path, run_id: str, log: str
 ) -> str:
@@ -252,6 +251,7 @@ def _submit_and_wait_for_checkpoint(
     return job
 
 
+@pytest.mark.slurm
 def test_controller_job_stops_on_sigterm_resubmits_itself_and_resumes(tmp_path: Path) -> None:
     """``sbatch controller.sbatch SPEC`` with ``SSEHPC_RESUBMIT=1``: SIGTERM to the batch shell (what
     ``--signal=B:TERM@120`` sends before the time limit) stops the controller with 130 after a
