@@ -111,6 +111,11 @@ def main(
     ] = False,
 ) -> None:
     """ML-force-field molecular dynamics of solid-state electrolytes."""
+    if os.environ.get("SSEHPC_MPI_READY"):  # started by an MPI launcher: report MPI up before any work
+        from ssehpc.parallel.runtime import mark_mpi_ready, mpi_size
+
+        mpi_size()
+        mark_mpi_ready()
 
 
 class _ProgressBar:

@@ -44,6 +44,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -447,6 +448,7 @@ def srun_command(store_path: str | Path, run: RunSpec, options: TaskOptions) -> 
         "-c",
         "1",
         f"--mpi={options.mpi}",
+        "--kill-on-bad-exit=1",  # a rank that dies ends the step; the others do not spin on
         *options.srun_args,
         sys.executable,
         "-c",
@@ -469,10 +471,33 @@ def run_stage_srun(store_path: str | Path, run: RunSpec, options: TaskOptions) -
     last checkpoint (its status stays ``running``/``interrupted``, a resumable status).
     """
     t0 = time.perf_counter()
-    env = dict(os.environ, SSEHPC_NRANKS=str(options.ranks), OMP_NUM_THREADS=str(options.threads))
+    # MPI_Init can fail transiently (a UCX address exchange): the ranks create ``ready`` once MPI is
+    # up (ssehpc.parallel.runtime.mark_mpi_ready), so a step that failed without it computed
+    # nothing and is started once more.
+    ready = Path(store_path).resolve().parent / f".ssehpc-mpi-ready.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    env = dict(
+        os.environ,
+        SSEHPC_NRANKS=str(options.ranks),
+        OMP_NUM_THREADS=str(options.threads),
+        SSEHPC_MPI_READY=str(ready),
+    )
     cmd = srun_command(store_path, run, options)
     log.info("run %s: %s", run.run_id, " ".join(cmd[:-1]))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    try:
+        for attempt in (1, 2):
+            ready.unlink(missing_ok=True)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            if proc.returncode == 0 or ready.exists() or attempt == 2:
+                break
+            tail = " ".join((proc.stderr or proc.stdout).split()[-30:])
+            log.warning(
+                "run %s: MPI did not start (srun exit %d: %s); starting the step once more",
+                run.run_id,
+                proc.returncode,
+                tail,
+            )
+    finally:
+        ready.unlink(missing_ok=True)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(OUTCOME_TAG):
             data = json.loads(line[len(OUTCOME_TAG) :])
@@ -496,6 +521,10 @@ def member_main(argv: list[str] | None = None) -> None:
     from ssehpc.parallel.runtime import abort_on_error
     from ssehpc.spec import prepare_resume, prepare_run
 
+    from ssehpc.parallel.runtime import mark_mpi_ready, mpi_size
+
+    mpi_size()  # MPI_Init; then tell run_stage_srun that MPI started (no second try after this)
+    mark_mpi_ready()
     store_path, payload = (argv if argv is not None else sys.argv[1:])[:2]
     data = json.loads(payload)
     run = RunSpec(**data["run"])

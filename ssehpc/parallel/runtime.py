@@ -8,6 +8,12 @@ size of ``MPI.COMM_WORLD`` and refuses to run on a mismatch.
 An exception on one rank would leave the others blocked in the next collective forever.
 :func:`abort_on_error` prints the error with the rank that raised it and calls ``MPI_Abort``, which
 ends every rank of the job (MPICH's Hydra and Slurm both tear the job down within seconds).
+
+``MPI_Init`` itself sometimes fails transiently (a UCX address exchange that goes wrong, seen with
+the pip ``mpich`` wheel under ``srun --mpi=pmi2``).  A launcher that exports ``SSEHPC_MPI_READY``
+(a file path) learns from :func:`make_domain` whether MPI started: the file exists once
+``MPI.COMM_WORLD`` is up, before any work.  A step that failed without it never computed anything,
+so ``launchers/srun.sh`` and campaign MPI members start it once more.
 """
 
 from __future__ import annotations
@@ -46,6 +52,17 @@ def mpi_size() -> int:
     return MPI.COMM_WORLD.Get_size()
 
 
+def mark_mpi_ready() -> None:
+    """Create the file named by ``SSEHPC_MPI_READY`` (if set): MPI started on this rank."""
+    path = os.environ.get("SSEHPC_MPI_READY")
+    if path:
+        try:
+            with open(path, "a"):
+                pass
+        except OSError:
+            pass  # a launcher hint, never a reason to stop the run
+
+
 def make_domain(grid: tuple[int, int, int] | None = None, *, require_mpi: bool = False):
     """The domain for this process: :class:`SerialDomain` on one rank, else an MPI domain.
 
@@ -54,6 +71,7 @@ def make_domain(grid: tuple[int, int, int] | None = None, *, require_mpi: bool =
     """
     want = expected_ranks()
     size = mpi_size()
+    mark_mpi_ready()
     if want is not None and want != size:
         hint = (
             " Under Slurm, srun needs an MPI plugin that matches the MPI library: try"

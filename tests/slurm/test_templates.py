@@ -159,6 +159,46 @@ def md_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+FLAKY_SRUN = """#!/usr/bin/env bash
+# Stand-in for srun whose first call fails the way a failed MPI_Init does (exit 142, no ready file).
+echo "call $*" >> "$FAKE_SRUN_CALLS"
+while [[ $# -gt 0 && $1 == -* ]]; do
+    case $1 in -n|-c|-N) shift 2 ;; *) shift ;; esac
+done
+if [[ $(wc -l < "$FAKE_SRUN_CALLS") -eq 1 ]]; then
+    echo "Abort(744113550) on node 0: Fatal error in internal_Init_thread" >&2
+    exit 142
+fi
+exec "$@"
+"""
+
+
+def test_srun_launcher_starts_a_step_again_only_if_mpi_did_not_start(tmp_path: Path) -> None:
+    """launchers/srun.sh: a step that failed before MPI_Init completed is started once more (the run
+    completes); a step that fails after MPI started (a bad spec here) is not repeated."""
+    spec = md_spec(tmp_path, 100)
+    env = md_env(tmp_path)
+    (tmp_path / "bin" / "srun").write_text(FLAKY_SRUN)
+    env["FAKE_SRUN_CALLS"] = str(tmp_path / "calls")
+    launcher = str(ROOT / "launchers" / "srun.sh")
+    proc = subprocess.run(
+        [launcher, "1", "md", str(spec), "--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 2 and "--kill-on-bad-exit=1" in calls[0], calls
+    assert "MPI did not start (srun exit 142" in proc.stderr
+    assert RunStore.open(tmp_path / "md.zarr", "big").status == "completed"
+    assert not list(tmp_path.glob(".ssehpc-mpi-ready.*"))
+
+    (tmp_path / "calls").write_text("first\n")  # from now on the fake srun runs every call
+    proc = subprocess.run(
+        [launcher, "1", "md", str(tmp_path / "missing.yaml")], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode != 0
+    assert len((tmp_path / "calls").read_text().splitlines()) == 2  # one call: not repeated
+    assert "MPI did not start" not in proc.stderr
+
 def test_md_template_starts_then_resumes_after_sigterm(tmp_path: Path) -> None:
     """The job is stopped by SIGTERM to its rank (Slurm's --signal=TERM@120) after a checkpoint;
     the same script again resumes, and the trajectory has every frame exactly once."""
