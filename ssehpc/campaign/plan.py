@@ -24,8 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssehpc.campaign.spec import CampaignSpec, _format_value
+from ssehpc.campaign.spec import CampaignSpec, StageSpec, _format_value
 from ssehpc.spec import MDSpec, SpecError
+
+
+def _stage_screening(spec: CampaignSpec, stage: StageSpec) -> dict[str, Any] | None:
+    """The screening block of a stage's runs: the stage's own, none (``false``), or the campaign's."""
+    chosen = spec.screening if stage.screening is None else (stage.screening or None)
+    return chosen.model_dump(mode="json") if chosen is not None else None
 
 
 def derive_seed(campaign_seed: int, *labels: object) -> int:
@@ -194,9 +200,7 @@ def expand(spec: CampaignSpec) -> CampaignPlan:
                             "dtype": spec.dtype,
                             "skin": spec.skin,
                             "min_distance": spec.min_distance,
-                            "screening": (
-                                spec.screening.model_dump(mode="json") if spec.screening is not None else None
-                            ),
+                            "screening": _stage_screening(spec, stage),
                         }
                         # Validated once here, so a worker never meets an invalid spec.
                         try:

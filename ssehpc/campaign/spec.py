@@ -213,6 +213,8 @@ class StageSpec(_Strict):
         thermo_interval: steps between thermo-table rows in the worker's log (0: none).
         velocities: for stages after the first, ``continue`` the previous stage's momenta or draw
             ``maxwell_boltzmann`` ones at this stage's temperature.
+        screening: this stage's committee screening instead of the campaign's (e.g. looser levels
+            for a melt, which leaves the crystal's trust region on purpose); ``false``: none.
     """
 
     name: str
@@ -226,6 +228,7 @@ class StageSpec(_Strict):
     checkpoint_interval: int = Field(default=1000, ge=0)
     thermo_interval: int = Field(default=0, ge=0)
     velocities: Literal["continue", "maxwell_boltzmann"] = "continue"
+    screening: ScreeningSpec | Literal[False] | None = None
 
     @field_validator("name")
     @classmethod

@@ -50,6 +50,27 @@ def test_campaign_screening_block_reaches_every_run(tmp_path):
     assert all(r.mdspec().screening is None for r in plain.runs)
 
 
+def test_a_stage_can_loosen_or_switch_off_the_campaign_screening(tmp_path):
+    """A melt stage leaves the crystal's trust region on purpose: its own levels, or none."""
+    stage = lips_campaign(tmp_path / "x")["stages"][0]
+    stages = [
+        {**stage, "name": "melt", "screening": {"trust_lo": 0.2, "trust_hi": 1.0, "stop_after": 10}},
+        {**stage, "name": "quench", "screening": False},
+        {**stage, "name": "prod"},
+    ]
+    plan = expand(CampaignSpec.from_dict(lips_campaign(tmp_path / "c.zarr", stages=stages)))
+    by_stage: dict[str, Any] = {}
+    for run in plan.runs:
+        by_stage.setdefault(run.stage, set()).add(run.mdspec().screening)
+    assert {(s.trust_hi, s.stop_after) for s in by_stage["melt"]} == {(1.0, 10)}
+    assert by_stage["quench"] == {None}
+    assert {(s.trust_hi, s.stop_after) for s in by_stage["prod"]} == {(0.25, 3)}  # the campaign's
+    with pytest.raises(Exception, match="trust_lo"):
+        CampaignSpec.from_dict(
+            lips_campaign(tmp_path / "e.zarr", stages=[{**stage, "screening": {"trust_lo": 2.0, "trust_hi": 1.0}}])
+        )
+
+
 def test_hot_replica_extrapolates_while_the_cold_one_completes(tmp_path, dask_client):
     store = tmp_path / "camp.zarr"
     spec = CampaignSpec.from_dict(lips_campaign(store))
