@@ -44,11 +44,37 @@ from ssehpc.structures import lips
 TRUST_HI = 0.15  # eV/Å
 
 
-def explore(model: str, seed: int, temperature: float, steps: int, every: int = 20) -> list:
-    """Frames (with ``info['al_dev_max']``, eV/Å) of a committee-driven melt."""
-    atoms = supercell(lips.beta_li3ps4(), 192)
+def start_structure(start: str, seed: int, forces: ForceCompute) -> "ase.Atoms":
+    """192 atoms of the 75Li₂S–25P₂S₅ composition: β-Li₃PS₄, or a random PS₄³⁻/Li⁺ packing
+    (``glass``) relaxed by FIRE with the committee (at most 300 steps, fmax 0.5 eV/Å)."""
+    if start == "beta":
+        return supercell(lips.beta_li3ps4(), 192)
+    if start != "glass":  # a structure file (e.g. a random packing relaxed by the teacher)
+        return ase.io.read(start)
+    atoms = lips.random_glass(0.75, 192, density=1.88, seed=seed)
     state = atoms_to_state(atoms, dtype=torch.float64, seed=seed)
+    fire = make_integrator("fire", 1.0, fmax=0.5)
+    forces.compute(state)
+    fire.attach(state, forces)
+    for _ in range(300):
+        fire.step_one(state, forces)
+        forces.compute(state)
+        fire.step_two(state, forces)
+        state.step += 1
+        if float(state.forces.norm(dim=1).max()) < 0.5:
+            break
+    atoms.set_positions(state.positions.detach().numpy()[torch.argsort(state.tag).numpy()])
+    atoms.wrap()
+    return atoms
+
+
+def explore(
+    model: str, seed: int, temperature: float, steps: int, every: int = 20, start: str = "beta"
+) -> list:
+    """Frames (with ``info['al_dev_max']``, eV/Å) of a committee-driven melt."""
     forces = ForceCompute(make_potential("mlff", model=model, compile=True), skin=1.0)
+    atoms = start_structure(start, seed, forces)
+    state = atoms_to_state(atoms, dtype=torch.float64, seed=seed)
     thermo.maxwell_boltzmann(state, SerialDomain(), temperature)
     integ = make_integrator("langevin", 1.0, temperature=temperature, damping=100.0)
     forces.compute(state)
@@ -65,7 +91,9 @@ def explore(model: str, seed: int, temperature: float, steps: int, every: int = 
                 snap = atoms.copy()
                 snap.set_positions(state.positions.detach().numpy()[torch.argsort(state.tag).numpy()])
                 snap.wrap()
-                snap.info.update(al_seed=seed, al_T=temperature, al_step=state.step, al_dev_max=dev)
+                snap.info.update(
+                    al_seed=seed, al_T=temperature, al_step=state.step, al_dev_max=dev, al_start=start
+                )
                 frames.append(snap)
                 if dev > 2.0:
                     break
@@ -91,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", nargs="+", default=["11:1000:8000"], help="seed:temperature_K:steps")
     p.add_argument("--caps", nargs="+", type=int, default=[64])
     p.add_argument("--out", type=Path, default=Path("al"))
+    p.add_argument(
+        "--start", default="beta", help="beta (β-Li₃PS₄), glass (a random packing relaxed by the model), or a structure file"
+    )
     p.add_argument("--no-label", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -104,7 +135,9 @@ def main(argv: list[str] | None = None) -> None:
         labeler = Labeler.chgnet(num_threads=1)
     for run, cap in zip(args.runs, caps, strict=True):
         seed, temperature, steps = run.split(":")
-        frames = explore(args.model, int(seed), float(temperature), int(steps))
+        frames = explore(args.model, int(seed), float(temperature), int(steps), start=args.start)
+        if not frames:
+            continue
         ase.io.write(args.out / f"explore_{seed}.extxyz", frames, format="extxyz")
         picked = select(frames, cap)
         for a in picked:
