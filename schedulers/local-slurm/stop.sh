@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop the local Slurm that schedulers/local-slurm/start.sh started: only the daemons whose PIDs
 # start.sh recorded in the run directory (slurmd, slurmctld, and munged if it started it).
-# Idempotent.  Jobs still running on the node are ended with the daemons.
+# Idempotent.  Jobs still running are cancelled first (SIGTERM, then SIGKILL after 10 s).
 #   SSEHPC_SLURM_RUN   run directory (default /tmp/ssehpc-slurm)
 #   --purge            also delete the run directory (state, logs)
 set -uo pipefail
@@ -23,7 +23,22 @@ stop_pid() {  # name pidfile
 
 [[ -d $run ]] || { say "nothing to stop (no $run)"; exit 0; }
 if [[ -s $run/slurm.conf ]] && command -v scancel >/dev/null; then
-    SLURM_CONF=$run/slurm.conf timeout 5 scancel --state=RUNNING,PENDING -u "$(id -un)" 2>/dev/null || true
+    # End the jobs while slurmd is still there to deliver the signals (a rank stuck in C code, e.g.
+    # a failed MPI_Init, ignores SIGTERM: SIGKILL the rest), then stop the daemons.
+    export SLURM_CONF=$run/slurm.conf
+    timeout 5 scancel --state=RUNNING,PENDING -u "$(id -un)" 2>/dev/null || true
+    for _ in $(seq 20); do
+        [[ -z $(timeout 5 squeue -h -u "$(id -un)" -o %i 2>/dev/null) ]] && break
+        sleep 0.5
+    done
+    if [[ -n $(timeout 5 squeue -h -u "$(id -un)" -o %i 2>/dev/null) ]]; then
+        timeout 5 scancel --full --signal=KILL -u "$(id -un)" 2>/dev/null || true
+        for _ in $(seq 20); do
+            [[ -z $(timeout 5 squeue -h -u "$(id -un)" -o %i 2>/dev/null) ]] && break
+            sleep 0.5
+        done
+        say "killed the jobs that did not end on SIGTERM"
+    fi
 fi
 stop_pid slurmd "$run/slurmd.pid"
 stop_pid slurmctld "$run/slurmctld.pid"
