@@ -187,6 +187,7 @@ class RDF:
         r: ``[B]`` bin centres, Å.
         g: ``{(a, b): [B]}`` g_ab(r) for a ≤ b (symmetric).
         n: ``{(a, b): [B]}`` running coordination number: b within r_bin_upper of an a.
+        r_peak: ``{(a, b): Å}`` position of the first peak of g_ab (NaN if g never exceeds 1).
         r_min: ``{(a, b): Å}`` first minimum of g_ab after its first peak (NaN if none).
         cn: ``{(a, b): }`` n_ab at the first minimum (or at the given cutoff).
         n_frames: frames averaged.
@@ -198,6 +199,24 @@ class RDF:
     r_min: dict[tuple[str, str], float]
     cn: dict[tuple[str, str], float]
     n_frames: int
+    r_peak: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+def first_peak(r: np.ndarray, g: np.ndarray) -> float:
+    """Position (Å) of the first maximum of ``g`` above 1 (the raw histogram, so a bond length
+    is not shifted by smoothing; parabolic interpolation between bins).  NaN if ``g`` stays ≤ 1."""
+    g = np.asarray(g, dtype=float)
+    above = np.flatnonzero(g > 1.0)
+    if not above.size:
+        return math.nan
+    p = int(above[0])
+    while p + 1 < len(g) and g[p + 1] >= g[p]:
+        p += 1
+    if 0 < p < len(g) - 1:
+        den = g[p - 1] - 2.0 * g[p] + g[p + 1]
+        shift = 0.5 * (g[p - 1] - g[p + 1]) / den if den != 0 else 0.0
+        return float(r[p] + float(np.clip(shift, -0.5, 0.5)) * (r[1] - r[0]))
+    return float(r[p])
 
 
 def first_minimum(r: np.ndarray, g: np.ndarray, smooth: float = 0.3, depth: float = 0.5) -> float:
@@ -292,7 +311,8 @@ def rdf(
         for x, y in {(a, b), (b, a)}:
             k = np.searchsorted(edges[1:], r_min[(a, b)] - 1e-12) if np.isfinite(r_min[(a, b)]) else -1
             cn[(x, y)] = float(out_n[(x, y)][min(k, len(r) - 1)]) if k >= 0 else math.nan
-    return RDF(r, out_g, out_n, r_min, cn, nf)
+    r_peak = {pair: first_peak(r, out_g[pair]) for pair in pairs}
+    return RDF(r, out_g, out_n, r_min, cn, nf, r_peak)
 
 
 # ---------------------------------------------------------------------- polyanions
@@ -905,6 +925,11 @@ def to_datasets(res: StructureAnalysis) -> dict[str, Any]:
             "r_min": (
                 "pair",
                 np.array([r.r_min.get(p, r.r_min.get((p[1], p[0]), math.nan)) for p in cpairs]),
+                {"units": "angstrom"},
+            ),
+            "r_peak": (
+                "pair",
+                np.array([r.r_peak.get(p, r.r_peak.get((p[1], p[0]), math.nan)) for p in cpairs]),
                 {"units": "angstrom"},
             ),
         },

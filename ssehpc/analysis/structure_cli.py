@@ -104,11 +104,12 @@ def structure(
                 _err_console().print(f"error: run {rid}: {_one_line(exc)}", markup=False)
                 raise typer.Exit(EXIT_BAD_INPUT) from None
             t = Table(title=f"{rid}: coordination ({res.rdf.n_frames} frames)")
-            for c in ("pair", "first min (Å)", "CN"):
+            for c in ("pair", "first peak (Å)", "first min (Å)", "CN"):
                 t.add_column(c)
             for (a, b), cn in sorted(res.rdf.cn.items()):
                 rmin = res.rdf.r_min.get((a, b), res.rdf.r_min.get((b, a), math.nan))
-                t.add_row(f"{a}-{b}", _fmt(rmin), _fmt(cn))
+                rpk = res.rdf.r_peak.get((a, b), res.rdf.r_peak.get((b, a), math.nan))
+                t.add_row(f"{a}-{b}", _fmt(rpk), _fmt(rmin), _fmt(cn))
             out.print(t)
             if res.units is not None:
                 u = Table(title=f"{rid}: {center}{ligand} units per frame")

@@ -13,6 +13,7 @@ from ase.build import bulk
 from ssehpc.analysis.msd import AnalysisError
 from ssehpc.analysis.structure import (
     Trajectory,
+    first_peak,
     hop_rotation_correlation,
     li_hops,
     minimum_image,
@@ -51,6 +52,16 @@ def test_rdf_of_ideal_crystal_has_shells_and_coordination(kind, a, r_max, shells
         assert n[np.searchsorted(r, rs + 0.05)] == pytest.approx(cum)  # running CN steps by the shell
     assert res.cn[("Ar", "Ar")] == pytest.approx(shells[0][1])
     assert shells[0][0] < res.r_min[("Ar", "Ar")] < shells[1][0]
+    assert res.r_peak[("Ar", "Ar")] == pytest.approx(shells[0][0], abs=0.02)  # the nearest-neighbour distance
+
+
+def test_first_peak_of_a_thermal_shell_is_its_centre():
+    """A Gaussian shell at 2.05 Å (a P–S bond) on a flat background: the peak, not a bin edge."""
+    r = np.arange(0.01, 8.0, 0.02)
+    g = 1.0 + 6.0 * np.exp(-0.5 * ((r - 2.053) / 0.06) ** 2) * (r < 3.0)
+    g[r < 1.7] = 0.0
+    assert first_peak(r, g) == pytest.approx(2.053, abs=0.003)
+    assert np.isnan(first_peak(r, np.full_like(r, 0.5)))
 
 
 def test_rdf_of_ideal_gas_is_one_and_triclinic_minimum_image():
