@@ -462,6 +462,12 @@ def analyze(
         Path | None,
         typer.Option("--report", help="Write a Markdown report (report.md + PNG plots) into this folder."),
     ] = None,
+    stage: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stage", help="Campaign stage to fit (repeatable; default: each replica chain's last stage)."
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Transport of completed runs: D*, σ, σ_NE, Haven ratio per (system, T); Arrhenius per system."""
@@ -473,7 +479,7 @@ def analyze(
         from ssehpc.analysis.report import analyze_store, plot_analysis, render_tables, write_analysis
 
         try:
-            res = analyze_store(store, species, drift=drift, charge=charge)
+            res = analyze_store(store, species, drift=drift, charge=charge, stages=stage or None)
         except AnalysisError as exc:
             _err_console().print(f"error: {_one_line(exc)}", markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None

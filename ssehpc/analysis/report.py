@@ -7,6 +7,7 @@ with ``xarray.open_zarr(store, group="analysis/points")`` without ssehpc.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def analyze_store(
     drift: str = "framework",
     charge: float | None = None,
     include_extrapolating: bool = False,
+    stages: Sequence[str] | None = None,
 ) -> StoreAnalysis:
     """Fit D*, σ, σ_NE, H_R per (system, T) and Arrhenius per system, from completed runs.
 
@@ -71,6 +73,9 @@ def analyze_store(
         include_extrapolating: also fit the committed frames of runs stopped as
             ``extrapolating`` by the committee screening (left out by default: the model left its
             range, and the run is shorter than asked).
+        stages: campaign stages to fit (by name).  Default: the last stage of each replica chain
+            (production); earlier stages (a melt, a quench, an NPT relaxation, equilibration) are
+            not transport runs.  A stage with a temperature ramp is never fitted.
 
     Raises:
         AnalysisError: no completed run with frames, species absent, too few frames.
@@ -79,8 +84,25 @@ def analyze_store(
     notes: list[str] = []
     groups: dict[tuple[str, float], list[str]] = defaultdict(list)
     usable = (*USABLE, "extrapolating") if include_extrapolating else USABLE
-    for rid in zs.runs:
-        run = zs.run(rid)
+    runs = {rid: zs.run(rid) for rid in zs.runs}
+    last_stage: dict[str, int] = {}  # chain -> index of its last stage in this store
+    for run in runs.values():
+        lab = run.attrs.get("campaign") or {}
+        if "chain" in lab:
+            last_stage[lab["chain"]] = max(last_stage.get(lab["chain"], -1), int(lab.get("stage_index", 0)))
+    for rid, run in runs.items():
+        lab = run.attrs.get("campaign") or {}
+        if "stage" in lab:
+            if stages is not None and lab["stage"] not in stages:
+                notes.append(f"skipped run {rid}: stage {lab['stage']!r} not among {', '.join(stages)}")
+                continue
+            if stages is None and int(lab.get("stage_index", 0)) != last_stage[lab["chain"]]:
+                notes.append(f"skipped run {rid}: stage {lab['stage']!r} is not its chain's last (--stage to fit it)")
+                continue
+        params = ((run.attrs.get("spec") or {}).get("integrator") or {}).get("params") or {}
+        if params.get("temperature_end") is not None:
+            notes.append(f"skipped run {rid}: a temperature ramp, not an equilibrium run")
+            continue
         if run.status not in usable:
             notes.append(f"skipped run {rid}: status {run.status}")
             continue
