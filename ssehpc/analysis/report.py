@@ -92,7 +92,7 @@ def analyze_store(
             last_stage[lab["chain"]] = max(last_stage.get(lab["chain"], -1), int(lab.get("stage_index", 0)))
     for rid, run in runs.items():
         lab = run.attrs.get("campaign") or {}
-        if "stage" in lab:
+        if "stage" in lab and "chain" in lab:
             if stages is not None and lab["stage"] not in stages:
                 notes.append(f"skipped run {rid}: stage {lab['stage']!r} not among {', '.join(stages)}")
                 continue

@@ -30,19 +30,24 @@ def _statuses(store, run_ids):
     return out
 
 
+STEPS, WRITE, CKPT = 2000, 20, 100
+N_RUNS = 6  # 3 temperatures x 2 replicas on 2 workers: three rounds, so the interrupt always lands
+# while runs are left (with 4 short runs the second round could finish before the SIGINT took effect)
+
+
 def test_interrupted_controller_resumes(tmp_path, dask_client):
     store = tmp_path / "int.zarr"
     data = lj_campaign(
         store,
-        temperatures_K=[50, 70],
+        temperatures_K=[50, 60, 70],
         replicas=2,
         stages=[
             {
                 "name": "md",
                 "integrator": {"name": "nve"},
-                "steps": 400,
-                "write_interval": 10,
-                "checkpoint_interval": 50,
+                "steps": STEPS,
+                "write_interval": WRITE,
+                "checkpoint_interval": CKPT,
             }
         ],
     )
@@ -73,22 +78,22 @@ def test_interrupted_controller_resumes(tmp_path, dask_client):
     assert "again to resume" in text, text
     before = _statuses(store, run_ids)
     done_before = {rid for rid, s in before.items() if s == "completed"}
-    assert 0 < len(done_before) < 4, before
+    assert 0 < len(done_before) < N_RUNS, before
 
     res = CliRunner().invoke(
         app, ["campaign", str(spec_file), "--scheduler", dask_client.scheduler.address, "--no-progress"]
     )
     assert res.exit_code == 0, res.output
-    assert f"{len(done_before)} done, {4 - len(done_before)} replicas to run" in res.output
+    assert f"{len(done_before)} done, {N_RUNS - len(done_before)} replicas to run" in res.output
     for rid in before:
-        run = assert_frames_complete(store, rid, 400, 10)
+        run = assert_frames_complete(store, rid, STEPS, WRITE)
         attempts = run.attrs["campaign_attempts"]
         if rid in done_before:
             assert len(attempts) == 1  # not run again
         elif len(attempts) > 1:
-            # resumed from a checkpoint: a periodic one (every 50 steps) or the one the interrupted
+            # resumed from a checkpoint: a periodic one (every CKPT steps) or the one the interrupted
             # run wrote when it stopped (Ctrl-C reaches the worker processes too); never step 0
             start = attempts[-1]["start_step"]
             assert start > 0
-            assert start % 50 == 0 or before[rid] == "interrupted", (start, before[rid])
+            assert start % CKPT == 0 or before[rid] == "interrupted", (start, before[rid])
     assert RunStore.open(store, next(iter(before))).attrs["campaign"]["replica"] in (0, 1)
