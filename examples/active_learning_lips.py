@@ -44,7 +44,7 @@ from ssehpc.structures import lips
 TRUST_HI = 0.15  # eV/Å
 
 
-def start_structure(start: str, seed: int, forces: ForceCompute) -> "ase.Atoms":
+def start_structure(start: str, seed: int, forces: ForceCompute) -> ase.Atoms:
     """192 atoms of the 75Li₂S–25P₂S₅ composition: β-Li₃PS₄, or a random PS₄³⁻/Li⁺ packing
     (``glass``) relaxed by FIRE with the committee (at most 300 steps, fmax 0.5 eV/Å)."""
     if start == "beta":
@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--caps", nargs="+", type=int, default=[64])
     p.add_argument("--out", type=Path, default=Path("al"))
     p.add_argument(
-        "--start", default="beta", help="beta (β-Li₃PS₄), glass (a random packing relaxed by the model), or a structure file"
+        "--start",
+        default="beta",
+        help="beta (β-Li₃PS₄), glass (a random packing relaxed by the model), or a structure file",
     )
     p.add_argument("--no-label", action="store_true")
     args = p.parse_args(argv)

@@ -90,14 +90,17 @@ def analyze_store(
         lab = run.attrs.get("campaign") or {}
         if "chain" in lab:
             last_stage[lab["chain"]] = max(last_stage.get(lab["chain"], -1), int(lab.get("stage_index", 0)))
+    other_stage: dict[str, int] = defaultdict(int)  # stage -> runs left out by stage (one note each)
     for rid, run in runs.items():
         lab = run.attrs.get("campaign") or {}
         if "stage" in lab and "chain" in lab:
-            if stages is not None and lab["stage"] not in stages:
-                notes.append(f"skipped run {rid}: stage {lab['stage']!r} not among {', '.join(stages)}")
-                continue
-            if stages is None and int(lab.get("stage_index", 0)) != last_stage[lab["chain"]]:
-                notes.append(f"skipped run {rid}: stage {lab['stage']!r} is not its chain's last (--stage to fit it)")
+            chosen = (
+                lab["stage"] in stages
+                if stages is not None
+                else (int(lab.get("stage_index", 0)) == last_stage[lab["chain"]])
+            )
+            if not chosen:
+                other_stage[lab["stage"]] += 1
                 continue
         params = ((run.attrs.get("spec") or {}).get("integrator") or {}).get("params") or {}
         if params.get("temperature_end") is not None:
@@ -114,6 +117,13 @@ def analyze_store(
             notes.append(f"skipped run {rid}: no temperature_K attribute")
             continue
         groups[(_system_of(rid, run.attrs), float(T))].append(rid)
+    for stage, n in sorted(other_stage.items()):
+        why = (
+            f"not among {', '.join(stages)}"
+            if stages is not None
+            else "not the chains' last stage; --stage to fit it"
+        )
+        notes.append(f"skipped {n} run(s) of stage {stage!r} ({why})")
     if not groups:
         raise AnalysisError(f"store '{path}' has no completed run with frames ({len(zs.runs)} runs)")
     first = next(iter(groups.values()))

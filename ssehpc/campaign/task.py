@@ -518,10 +518,8 @@ def member_main(argv: list[str] | None = None) -> None:
     """Entry point of every rank of an MPI member step (see :func:`srun_command`): start or resume
     one run on ``MPI.COMM_WORLD``; the writer rank records the attempt (with the rank count) and
     prints the outcome as one ``SSEHPC_MEMBER_OUTCOME {json}`` line."""
-    from ssehpc.parallel.runtime import abort_on_error
+    from ssehpc.parallel.runtime import abort_on_error, mark_mpi_ready, mpi_size
     from ssehpc.spec import prepare_resume, prepare_run
-
-    from ssehpc.parallel.runtime import mark_mpi_ready, mpi_size
 
     mpi_size()  # MPI_Init; then tell run_stage_srun that MPI started (no second try after this)
     mark_mpi_ready()

@@ -105,19 +105,32 @@ def test_analyze_fits_each_chains_last_stage_unless_told(tmp_path):
     picks another stage; a temperature ramp is never fitted."""
     store = tmp_path / "stages.zarr"
     chain = "ar_T150_r0"
-    for k, (stage, T, ramp) in enumerate([("quench", 250.0, True), ("anneal", 250.0, False), ("prod", 150.0, False)]):
+    for k, (stage, T, ramp) in enumerate(
+        [("quench", 250.0, True), ("anneal", 250.0, False), ("prod", 150.0, False)]
+    ):
         spec = _spec(store, f"{chain}_{stage}", T, 20 + k).to_json()
         if ramp:
             spec["integrator"]["params"].update(temperature_end=150.0, ramp_steps=200)
-        labels = {"chain": chain, "system": "ar", "temperature_K": 150.0, "replica": 0, "stage": stage, "stage_index": k}
-        prepare_run(MDSpec.from_dict(spec), thermo_stream=io.StringIO(), extra_attrs={"campaign": labels}).execute()
+        labels = {
+            "chain": chain,
+            "system": "ar",
+            "temperature_K": 150.0,
+            "replica": 0,
+            "stage": stage,
+            "stage_index": k,
+        }
+        prepare_run(
+            MDSpec.from_dict(spec), thermo_stream=io.StringIO(), extra_attrs={"campaign": labels}
+        ).execute()
     res = invoke("analyze", store, "--no-write")
     assert res.exit_code == 0, res.output
-    assert "skipped run ar_T150_r0_anneal: stage 'anneal' is not its chain's last" in res.stdout
-    assert "skipped run ar_T150_r0_quench: stage 'quench' is not its chain's last" in res.stdout
-    assert "│ ar     │ 150" in res.stdout and "│ ar     │ 250" not in res.stdout
+    assert "skipped 1 run(s) of stage 'anneal' (not the chains' last stage" in res.stdout
+    assert "skipped 1 run(s) of stage 'quench' (not the chains' last stage" in res.stdout
+    assert "│ ar     │ 150" in res.stdout
+    assert "│ ar     │ 250" not in res.stdout
     res = invoke("analyze", store, "--no-write", "--stage", "anneal", "--stage", "quench")
     assert res.exit_code == 0, res.output
     assert "skipped run ar_T150_r0_quench: a temperature ramp, not an equilibrium run" in res.stdout
-    assert "skipped run ar_T150_r0_prod: stage 'prod' not among anneal, quench" in res.stdout
-    assert "│ ar     │ 250" in res.stdout and "│ ar     │ 150" not in res.stdout
+    assert "skipped 1 run(s) of stage 'prod' (not among anneal, quench)" in res.stdout
+    assert "│ ar     │ 250" in res.stdout
+    assert "│ ar     │ 150" not in res.stdout

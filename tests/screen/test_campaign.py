@@ -67,7 +67,9 @@ def test_a_stage_can_loosen_or_switch_off_the_campaign_screening(tmp_path):
     assert {(s.trust_hi, s.stop_after) for s in by_stage["prod"]} == {(0.25, 3)}  # the campaign's
     with pytest.raises(Exception, match="trust_lo"):
         CampaignSpec.from_dict(
-            lips_campaign(tmp_path / "e.zarr", stages=[{**stage, "screening": {"trust_lo": 2.0, "trust_hi": 1.0}}])
+            lips_campaign(
+                tmp_path / "e.zarr", stages=[{**stage, "screening": {"trust_lo": 2.0, "trust_hi": 1.0}}]
+            )
         )
 
 

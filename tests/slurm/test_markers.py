@@ -17,9 +17,13 @@ def _marks(fn: ast.FunctionDef) -> set[str]:
     out = set()
     for dec in fn.decorator_list:
         node = dec.func if isinstance(dec, ast.Call) else dec
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
-            if isinstance(node.value.value, ast.Name) and node.value.value.id == "pytest":
-                out.add(node.attr)
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute)
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "pytest"
+        ):
+            out.add(node.attr)
     return out
 
 
@@ -58,7 +62,9 @@ def test_slurm_marker_is_on_every_test_that_needs_slurm_and_only_on_tests(path: 
     for name, fn in funcs.items():
         marked = "slurm" in (_marks(fn) | module)
         if not name.startswith("test_"):
-            assert "slurm" not in _marks(fn), f"{path.name}: @pytest.mark.slurm on helper {name}() does nothing"
+            assert "slurm" not in _marks(fn), (
+                f"{path.name}: @pytest.mark.slurm on helper {name}() does nothing"
+            )
             continue
         needs = _calls(fn, funcs) & set(SLURM_WORDS)
         if needs:

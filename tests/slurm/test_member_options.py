@@ -96,7 +96,8 @@ def test_member_step_is_started_again_only_when_mpi_did_not_start(
     assert (tmp_path / "calls").read_text().count("call") == calls
     assert outcome.status == status, outcome.error
     if status == "failed":
-        assert "SrunError" in outcome.error and "142" in outcome.error
+        assert "SrunError" in outcome.error
+        assert "142" in outcome.error
     else:
         assert RunStore.open(tmp_path / "c.zarr", run.run_id).status == "completed"
     assert not list(tmp_path.glob(".ssehpc-mpi-ready.*"))  # the marker is cleaned up

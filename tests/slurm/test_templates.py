@@ -182,22 +182,32 @@ def test_srun_launcher_starts_a_step_again_only_if_mpi_did_not_start(tmp_path: P
     env["FAKE_SRUN_CALLS"] = str(tmp_path / "calls")
     launcher = str(ROOT / "launchers" / "srun.sh")
     proc = subprocess.run(
-        [launcher, "1", "md", str(spec), "--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True
+        [launcher, "1", "md", str(spec), "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     calls = (tmp_path / "calls").read_text().splitlines()
-    assert len(calls) == 2 and "--kill-on-bad-exit=1" in calls[0], calls
+    assert len(calls) == 2, calls
+    assert "--kill-on-bad-exit=1" in calls[0], calls
     assert "MPI did not start (srun exit 142" in proc.stderr
     assert RunStore.open(tmp_path / "md.zarr", "big").status == "completed"
     assert not list(tmp_path.glob(".ssehpc-mpi-ready.*"))
 
     (tmp_path / "calls").write_text("first\n")  # from now on the fake srun runs every call
     proc = subprocess.run(
-        [launcher, "1", "md", str(tmp_path / "missing.yaml")], cwd=tmp_path, env=env, capture_output=True, text=True
+        [launcher, "1", "md", str(tmp_path / "missing.yaml")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0
     assert len((tmp_path / "calls").read_text().splitlines()) == 2  # one call: not repeated
     assert "MPI did not start" not in proc.stderr
+
 
 def test_md_template_starts_then_resumes_after_sigterm(tmp_path: Path) -> None:
     """The job is stopped by SIGTERM to its rank (Slurm's --signal=TERM@120) after a checkpoint;
