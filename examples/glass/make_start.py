@@ -4,7 +4,7 @@ A random packing of 24 PS₄³⁻ and 72 Li⁺ in a cubic box at 1.88 g/cm³
 (:func:`ssehpc.structures.lips.random_glass`, seed 33), relaxed by the teacher (CHGNet, ASE FIRE,
 ``maxstep`` 0.1 Å, 200 steps or max |F| < 0.1 eV/Å), written as extxyz.  The teacher relaxes it,
 not the committee: a raw packing is outside the committee's data (member disagreement 0.8–1.4 eV/Å)
-and relaxing it with ``lips`` pulls Li pairs to 0.7–1.4 Å (docs/mlff.md).  Needs ``ssehpc[teacher]``.
+and relaxing it with ``lips`` pulls a Li pair to 0.70 Å (docs/mlff.md).  Needs ``ssehpc[teacher]``.
 
     python examples/glass/make_start.py --seed 33 --out examples/glass/lps75_random_s33_chgnet.extxyz
 
