@@ -291,13 +291,19 @@ def _submit_and_wait_for_checkpoint(
     job = proc.stdout.split()[-1]
     deadline = time.monotonic() + 300
     ckpt = 0
+    out = cwd / f"{log}-{job}.out"
     while time.monotonic() < deadline and ckpt < 100:
         time.sleep(0.5)
         try:
             ckpt = RunStore.open(store, run_id).attrs.get("checkpoint_step") or 0
         except Exception:
             ckpt = 0
-    assert ckpt >= 100, (cwd / f"{log}-{job}.out").read_text(errors="replace")[-3000:]
+        text = out.read_text(errors="replace") if out.exists() else ""
+        if text.count("MPI_Init_thread") >= 2 and "MPI did not start" in text and "exit status" in text:
+            # Both starts of the step failed inside MPI_Init (the pip mpich wheel's UCX under srun
+            # --mpi=pmi2, docs/production.md §7): the MPI library, not ssehpc, could not start here.
+            pytest.skip("MPI_Init failed twice under srun (mpich wheel UCX); the launcher retried once")
+    assert ckpt >= 100, out.read_text(errors="replace")[-3000:]
     return job
 
 
