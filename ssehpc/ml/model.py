@@ -43,8 +43,11 @@ Energy is a sum of atomic energies; atom ``i`` sees its neighbours ``j`` with ``
    an MLP whose first layer has a per-element bias and whose read-out is per element, ``e_z`` the
    least-squares reference energies and ``s`` an energy scale (both set by training).
 
-**Forces without autograd through the pairs.**  Autograd gives ``G = ∂E/∂A`` (per member, one
-backward through the small per-atom network); the pair gradient then follows in closed form,
+**Forces without autograd through the pairs.**  ``G = ∂E/∂A`` (per member) is one backward pass
+through the small per-atom network: written out by hand for inference with gram invariants
+(``_energy_and_grad_manual``: atoms innermost, GEMMs and element-wise products only, the member
+mean summed inside the last GEMM), by autograd in training; the pair gradient then follows in
+closed form,
 
 .. math::
 
@@ -298,6 +301,25 @@ def _sym_outer(v: torch.Tensor) -> torch.Tensor:
     x, y, z = v[..., 0], v[..., 1], v[..., 2]
     r2 = 2.0**0.5
     return torch.stack([x * x, r2 * x * y, r2 * x * z, y * y, r2 * y * z, z * z], dim=-1)
+
+
+def _outer_sum(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``Σ_k p[:, c, k, :] q[:, e, k, :]`` → ``[K, C, C, n]`` for ``p, q`` ``[K, C, d, n]`` (atoms
+    innermost), one ``[K, C, C, n]`` term per rank component ``k`` (no ``d``-fold temporary in eager
+    mode; the compiler fuses the loop)."""
+    out = p[:, :, None, 0] * q[:, None, :, 0]
+    for k in range(1, p.shape[2]):
+        out = out + p[:, :, None, k] * q[:, None, :, k]
+    return out
+
+
+def _contract_channels(s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``Σ_e s[:, c, e, :] m[:, e, k, :]`` → ``[K, C, d, n]`` for ``s`` ``[K, C, C, n]`` and ``m``
+    ``[K, C, d, n]`` (one ``[K, C, n]`` product per ``e``)."""
+    out = s[:, :, 0, None] * m[:, None, 0]
+    for e in range(1, s.shape[2]):
+        out = out + s[:, :, e, None] * m[:, None, e]
+    return out
 
 
 # ------------------------------------------------------------------------------------ the module
@@ -568,8 +590,10 @@ class MomentPotential(Potential):
             ``energies [K, n_centres]`` eV, ``forces [n_rows, K, 3]`` eV/Å and
             ``g = ∂E/∂r_ij`` ``[P, K, 3]`` eV/Å (virial ``W = −Σ r_ij ⊗ g``).
         """
-        e, grads, basis, gradient = self._energies_and_gradients(rij, i, j, types, n_centres, create_graph)
-        forces, g = self.pair_forces(grads, basis, i, j, n_rows, gradient=gradient)
+        e, slots, _, basis, gradient = self._energies_and_gradients(
+            rij, i, j, types, n_centres, create_graph, members=True
+        )
+        forces, g = self.pair_forces(slots, basis, i, j, n_rows, gradient=gradient)
         return self._add_core(e, forces, g, rij, types, i, j)
 
     def evaluate_mean(
@@ -595,17 +619,18 @@ class MomentPotential(Potential):
             ``energies [K, n_centres]`` eV, mean ``forces [n_rows, 3]`` eV/Å, mean
             ``g [P, 3]`` eV/Å and ``member_forces [n_rows, K, 3]`` eV/Å or None.
         """
-        e, grads, basis, gradient = self._energies_and_gradients(rij, i, j, types, n_centres, False)
         kk = self.spec.n_members
-        mean_grads = grads if kk == 1 else [gr.mean(0, keepdim=True) for gr in grads]
-        forces, g = self.pair_forces(mean_grads, basis, i, j, n_rows, gradient=gradient)
+        e, slots, mean_slots, basis, gradient = self._energies_and_gradients(
+            rij, i, j, types, n_centres, False, members=member_forces
+        )
+        forces, g = self.pair_forces(mean_slots, basis, i, j, n_rows, gradient=gradient)
         e, forces, g = self._add_core(e, forces, g, rij, types, i, j)
         members = None
         if member_forces:
             if kk == 1:
                 members = forces
             else:
-                members, g_members = self.pair_forces(grads, basis, i, j, n_rows, gradient=gradient)
+                members, g_members = self.pair_forces(slots, basis, i, j, n_rows, gradient=gradient)
                 _, members, _ = self._add_core(None, members, g_members, rij, types, i, j)
         return e, forces[:, 0], g[:, 0], members
 
@@ -617,42 +642,74 @@ class MomentPotential(Potential):
         types: torch.Tensor,
         n_centres: int,
         create_graph: bool,
-    ) -> tuple[torch.Tensor, list[torch.Tensor], tuple[torch.Tensor, ...], Any]:
-        """``E_i [K, n]``, ``∂E/∂A`` per rank block, the pair basis and the pair-gradient kernel."""
+        *,
+        members: bool = True,
+    ) -> tuple[torch.Tensor, Any, Any, tuple[torch.Tensor, ...], Any]:
+        """``E_i [K, n]``; ``∂E/∂A`` per slot and member (:meth:`slot_gradients`, ``[n·T, N·K·n_ang]``;
+        None unless ``members``); its member mean (``[n·T, N·n_ang]``); the pair basis; the
+        pair-gradient kernel.
+
+        The mean is computed the same way whether ``members`` is set or not, so MD forces never
+        depend on whether member forces were asked for."""
         centre_type = types[:n_centres]
         fast = (
             self._compiled if (self._compiled and not create_graph and not torch.is_grad_enabled()) else None
         )
         if fast is not None:
             a, basis = fast["moments"](rij, i, j, types, n_centres)
-            network, gradient = fast["energy_and_grad"], fast["pair_gradient"]
+            gradient = fast["pair_gradient"]
+            network = fast["energy_and_slots"]
         else:
             keep = create_graph or rij.shape[0] * _BASIS_BYTES_PER_PAIR <= self.basis_memory
             with torch.no_grad():
                 a, basis = self.atomic_moments(rij.detach(), i, j, types, n_centres, keep_basis=keep)
-
-            def network(a: torch.Tensor, ct: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-                return self._energy_and_grad_autograd(a, ct, create_graph)
-
-            gradient = None
+            network, gradient = self._energy_and_slots, None
         # Large domains: the per-atom network (and its autograd graph, ~30 kB per atom for K = 4)
-        # in blocks of atoms; the blocks are atom-major, so the gradients concatenate in order.
+        # in blocks of atoms; slots are atom-major, so the gradients concatenate in order.
         step = n_centres if create_graph else max(1, self.atom_chunk)
         parts = [
-            network(a[s : s + step], centre_type[s : s + step]) for s in range(0, max(n_centres, 1), step)
+            network(a[s : s + step], centre_type[s : s + step], members=members, create_graph=create_graph)
+            for s in range(0, max(n_centres, 1), step)
         ]
         if len(parts) == 1:
-            e, grads = parts[0]
-            return e, list(grads), basis, gradient
-        e = torch.cat([p[0] for p in parts], dim=1)
-        grads = [torch.cat([p[1][r] for p in parts], dim=1) for r in range(len(parts[0][1]))]
-        return e, grads, basis, gradient
+            e, slots, mean_slots = parts[0]
+            return e, slots, mean_slots, basis, gradient
+        slots = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+        return (
+            torch.cat([p[0] for p in parts], dim=1),
+            slots,
+            torch.cat([p[2] for p in parts]),
+            basis,
+            gradient,
+        )
+
+    def _energy_and_slots(
+        self, a: torch.Tensor, centre_type: torch.Tensor, *, members: bool = True, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``E_i [K, n]``, the slot gradients per member (None unless ``members``) and of the member
+        mean: the hand-written backward for gram models (inference), autograd otherwise."""
+        if not create_graph and self.spec.contraction == "gram":
+            with torch.no_grad():
+                e, grads, mean_grads = self._energy_and_grad_manual(a, centre_type, members=members)
+        else:
+            if create_graph:
+                e, grads = self._energy_and_grad_autograd(a, centre_type, True)
+            elif self._compiled is not None:  # compiling a non-gram model: vjp, no autograd.grad
+                e, grads, _ = self._energy_and_grad(a, centre_type)
+            else:
+                e, grads = self._energy_and_grad_autograd(a, centre_type, False)
+            kk = self.spec.n_members
+            mean_grads = grads if kk == 1 else [gr.mean(0, keepdim=True) for gr in grads]
+        mean_slots = self.slot_gradients(mean_grads)
+        if not members:
+            return e, None, mean_slots
+        return e, (mean_slots if self.spec.n_members == 1 else self.slot_gradients(grads)), mean_slots
 
     def _energy_and_grad_autograd(
         self, a: torch.Tensor, centre_type: torch.Tensor, create_graph: bool
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``E_i [K, n]`` and ``∂E/∂A`` per rank block by ``torch.autograd.grad`` (eager; training
-        keeps the graph)."""
+        """``E_i [K, n]`` and ``∂E/∂A`` per rank (``[K, T·N, d_l, n]`` views) by
+        ``torch.autograd.grad`` (eager; training keeps the graph)."""
         kk = self.spec.n_members
         with torch.no_grad():
             blocks = self.rank_blocks(a)
@@ -660,7 +717,118 @@ class MomentPotential(Potential):
             blocks = [b.expand(kk, -1, -1).requires_grad_(True) for b in blocks]
             e = self.atomic_energies(blocks, centre_type)
             grads = torch.autograd.grad(e.sum(), blocks, create_graph=create_graph)
-        return (e if create_graph else e.detach()), list(grads)
+        return (e if create_graph else e.detach()), self._native_layout(list(grads), a.shape[0])
+
+    def _native_layout(self, grads: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+        """Rank-block gradients ``[K, n·d_l, T·N]`` as ``[K, T·N, d_l, n]`` views."""
+        na = self.spec.n_types * self.spec.n_radial
+        return [
+            gr.view(gr.shape[0], n, d, na).permute(0, 3, 2, 1)
+            for gr, (_, d) in zip(grads, self._rank_slices, strict=True)
+        ]
+
+    def _energy_and_grad_manual(
+        self, a: torch.Tensor, centre_type: torch.Tensor, *, members: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None, list[torch.Tensor]]:
+        """``E_i [K, n]``, ``∂E/∂A`` per rank and member (``[K, T·N, d_l, n]``; None unless
+        ``members``) and its member mean (``[1, T·N, d_l, n]``, the sum over members done inside one
+        GEMM), with the backward pass written out (inference, ``contraction="gram"``).
+
+        Everything is laid out with the atoms innermost (``[K, C, d, n]``, ``[K, H, n]``), so the
+        gram products and their gradients are element-wise over atoms (vectorised, in eager mode
+        and compiled) and the mixing and MLP layers are plain GEMMs; autograd and the
+        ``[C, d]``-per-atom layout spent most of the committee's time in tiny reductions and the
+        gather/scatter of the upper triangles.  Equal to :meth:`_energy_and_grad_autograd` to
+        round-off (tested).
+        """
+        spec = self.spec
+        kk, t, c = self.n_members, spec.n_types, spec.channels
+        n, na = a.shape[0], a.shape[1]
+        at = a.permute(1, 2, 0).contiguous()  # [T·N, n_ang, n]
+        pair = spec.mixing == "pair"
+        onehot = None
+        if pair:
+            onehot = torch.nn.functional.one_hot(centre_type, t).t().to(a.dtype)  # [T, n]
+        # ---- forward: moments M_l [K, C, d, n]
+        moments, mix_w = [], []
+        for rank, (off, d) in enumerate(self._rank_slices):
+            w = self.mix[rank]  # [K, T_centre or 1, T·N, C]
+            x_l = at[:, off : off + d, :].reshape(na, d * n)
+            if pair:
+                w_all = w.permute(0, 2, 1, 3).reshape(kk, na, t * c)  # [K, T·N, T·C]
+                m_all = torch.matmul(w_all.transpose(1, 2), x_l).view(kk, t, c, d, n)
+                m = (m_all * onehot[None, :, None, None, :]).sum(1)
+                mix_w.append(w_all)
+            else:
+                m = torch.matmul(w[:, 0].transpose(1, 2), x_l).view(kk, c, d, n)
+                mix_w.append(w[:, 0])
+            moments.append(m)
+        feats = [moments[0][:, :, 0]]
+        feats += [_outer_sum(m, m).view(kk, c * c, n).index_select(1, self.triu) for m in moments[1:]]
+        if spec.four_body:
+            m1, m2 = moments[1], moments[2]
+            x, y, z = m1[:, :, 0], m1[:, :, 1], m1[:, :, 2]
+            r2 = 2.0**0.5
+            o6 = torch.stack([x * x, r2 * x * y, r2 * x * z, y * y, r2 * y * z, z * z], dim=2)
+            feats.append(_outer_sum(o6, m2).view(kk, c * c, n))
+        inv_std = 1.0 / self.feature_std[:, :, None]
+        h = (torch.cat(feats, dim=1) - self.feature_mean[:, :, None]) * inv_std  # [K, F, n]
+        pre = []
+        bias = self.bias0.transpose(1, 2).index_select(2, centre_type)  # [K, H, n]
+        for layer, w in enumerate(self.weights):
+            zl = torch.baddbmm(bias, w.transpose(1, 2), h)
+            pre.append(zl)
+            h = torch.nn.functional.silu(zl)
+            if layer + 1 < len(self.weights):
+                bias = self.biases[layer].transpose(1, 2)
+        out = torch.bmm(self.readout.transpose(1, 2), h)  # [K, T, n]
+        e = out.gather(1, centre_type.view(1, 1, n).expand(kk, 1, n)).squeeze(1)
+        scale = self.energy_scale[:, None]
+        energies = self.energy_ref[:, centre_type] + scale * e
+        # ---- backward: dE_i/dh, through the MLP to the features
+        dh = self.readout.index_select(2, centre_type) * scale[:, :, None]  # [K, H, n]
+        for layer in range(len(self.weights) - 1, -1, -1):
+            zl = pre[layer]
+            sig = torch.sigmoid(zl)
+            dz = dh * sig * (1.0 + zl * (1.0 - sig))
+            dh = torch.bmm(self.weights[layer], dz)  # [K, F or H_prev, n]
+        df = dh * inv_std
+        # ---- to the moments
+        grads_m = [df[:, :c, None, :]]
+        off = c
+        n_upper = self.triu.shape[0]
+        for m in moments[1:]:
+            dg = df.new_zeros((kk, c * c, n)).index_copy(1, self.triu, df[:, off : off + n_upper])
+            off += n_upper
+            dg = dg.view(kk, c, c, n)
+            sym = dg + dg.transpose(1, 2)
+            grads_m.append(_contract_channels(sym, m))  # Σ_e S_ce M_e
+        if spec.four_body:
+            d4 = df[:, off : off + c * c].view(kk, c, c, n)
+            d_o6 = _contract_channels(d4, m2)  # [K, C, 6, n]
+            grads_m[2] = grads_m[2] + _contract_channels(d4.transpose(1, 2), o6)
+            q = [d_o6[:, :, k] for k in range(6)]
+            dx = 2.0 * x * q[0] + r2 * (y * q[1] + z * q[2])
+            dy = 2.0 * y * q[3] + r2 * (x * q[1] + z * q[4])
+            dz3 = 2.0 * z * q[5] + r2 * (x * q[2] + y * q[4])
+            grads_m[1] = grads_m[1] + torch.stack([dx, dy, dz3], dim=2)
+        # ---- to the atomic moments A: per member [K, T·N, d, n]; the mean as one GEMM over (K, C)
+        grads, mean_grads = [], []
+        for rank, (_, d) in enumerate(self._rank_slices):
+            dm = grads_m[rank]
+            if pair:
+                dm = dm[:, None] * onehot[None, :, None, None, :]  # [K, T, C, d, n]
+            cols = dm.shape[1] * (dm.shape[2] if pair else 1)
+            w = mix_w[rank]  # [K, T·N, C or T·C]
+            dm = dm.reshape(kk, cols, d * n)
+            if members or kk == 1:
+                grads.append(torch.bmm(w, dm).view(kk, na, d, n))
+            if kk == 1:
+                mean_grads.append(grads[-1])
+            else:
+                w_cat = w.permute(1, 0, 2).reshape(na, kk * cols) * (1.0 / kk)
+                mean_grads.append(torch.mm(w_cat, dm.reshape(kk * cols, d * n)).view(1, na, d, n))
+        return energies, (grads if members else None), mean_grads
 
     def _add_core(
         self,
@@ -728,7 +896,7 @@ class MomentPotential(Potential):
 
     def pair_forces(
         self,
-        grads: list[torch.Tensor],
+        grad_slots: torch.Tensor,
         basis: tuple[torch.Tensor, ...],
         i: torch.Tensor,
         j: torch.Tensor,
@@ -740,10 +908,10 @@ class MomentPotential(Potential):
 
         Pairs are processed in chunks of about :attr:`pair_chunk` per-pair gradient entries, so
         the ``[P, N, K·n_ang]`` intermediates stay in cache (CPU) / bounded in memory (GPU).
-        ``gradient`` replaces :meth:`pair_gradient` (its compiled version).
+        ``grad_slots`` is ``∂E/∂A`` per slot (:meth:`slot_gradients`); ``gradient`` replaces
+        :meth:`pair_gradient` (its compiled version).
         """
         gradient = gradient or self.pair_gradient
-        grad_slots = self.slot_gradients(grads)
         per_pair = grad_slots.shape[1]
         step = max(1, self.pair_chunk // max(per_pair, 1))
         if isinstance(basis, PairBasis):
@@ -763,13 +931,13 @@ class MomentPotential(Potential):
         return forces.index_add(0, i, g).index_add(0, j, -g), g
 
     def slot_gradients(self, grads: list[torch.Tensor]) -> torch.Tensor:
-        """``G = ∂E/∂A`` from per-rank blocks ``[K, n·d_l, T·N]`` to ``[n·T, N·K·n_ang]`` (one row per
+        """``G = ∂E/∂A`` from per-rank ``[K, T·N, d_l, n]`` to ``[n·T, N·K·n_ang]`` (one row per
         (atom, neighbour element) slot, laid out so that ``Σ_n`` is one batched product)."""
         spec = self.spec
         kk, t, nr, na = grads[0].shape[0], spec.n_types, spec.n_radial, spec.n_angular
-        n = grads[0].shape[1]  # rank 0 has d = 1
+        n = grads[0].shape[-1]
         per_rank = [
-            gr.view(kk, n, d, t, nr).permute(1, 3, 4, 0, 2)
+            gr.view(kk, t, nr, d, n).permute(4, 1, 2, 0, 3)
             for gr, (_, d) in zip(grads, self._rank_slices, strict=True)
         ]
         return torch.cat(per_rank, dim=-1).reshape(n * t, nr * kk * na)
@@ -803,13 +971,14 @@ class MomentPotential(Potential):
         return (radial - along * inv_r[:, None])[..., None] * u[:, None, :] + grad_u * inv_r[:, None, None]
 
     def _energy_and_grad(
-        self, a: torch.Tensor, centre_type: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``E_i`` ``[K, n]`` and ``∂E/∂A`` per rank through ``torch.func.vjp`` (``torch.compile``-able)."""
+        self, a: torch.Tensor, centre_type: torch.Tensor, *, members: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor], None]:
+        """``E_i`` ``[K, n]`` and ``∂E/∂A`` per rank and member through ``torch.func.vjp``
+        (``torch.compile``-able; always per member, the caller averages)."""
         kk = self.spec.n_members
         blocks = tuple(b.expand(kk, -1, -1) for b in self.rank_blocks(a))
         e, vjp = torch.func.vjp(lambda *x: self.atomic_energies(list(x), centre_type), *blocks)
-        return e, list(vjp(torch.ones_like(e)))
+        return e, self._native_layout(list(vjp(torch.ones_like(e))), a.shape[0]), None
 
     def compile_inference(self, **options: Any) -> MomentPotential:
         """Use ``torch.compile``-d kernels for inference (MD; training stays eager).
@@ -824,7 +993,7 @@ class MomentPotential(Potential):
         options = {"dynamic": True, **options}
         self._compiled = {
             "moments": torch.compile(self.atomic_moments, **options),
-            "energy_and_grad": torch.compile(self._energy_and_grad, **options),
+            "energy_and_slots": torch.compile(self._energy_and_slots, **options),
             "pair_gradient": torch.compile(self.pair_gradient, **options),
         }
         return self
