@@ -375,6 +375,7 @@ class MomentPotential(Potential):
         self.species = spec.species
         self.metadata: dict[str, Any] = {}
         self._checked_species: torch.Tensor | None = None
+        self._checked_types: torch.Tensor | None = None
         self._compiled: dict[str, Any] | None = None
         k, t, c, f = spec.n_members, spec.n_types, spec.channels, spec.n_features
         # Unknown elements map far out of range, so an unchecked one fails loudly in any gather.
@@ -1011,13 +1012,15 @@ class MomentPotential(Potential):
         dtype = self.dtype
         pos = local.positions
         i, j = nl.i, nl.j
-        rij = pos[j] - pos[i]  # in the state's dtype, then cast: small differences of large coordinates
-        keep = (rij * rij).sum(dim=1) < self.cutoff * self.cutoff
-        i, j, rij = i[keep], j[keep], rij[keep].to(dtype)
+        # in the state's dtype, then cast: small differences of large coordinates
+        rij = pos.index_select(0, j) - pos.index_select(0, i)
+        keep = torch.nonzero((rij * rij).sum(dim=1) < self.cutoff * self.cutoff).squeeze(1)
+        i, j, rij = i.index_select(0, keep), j.index_select(0, keep), rij.index_select(0, keep).to(dtype)
         if local.species is not self._checked_species:  # once per neighbour-list rebuild
             self.check_species(local.species)
             self._checked_species = local.species
-        types = self._types(local.species)
+            self._checked_types = self._types(local.species)
+        types = self._checked_types
         with torch.no_grad():
             e, forces, g, members = self.evaluate_mean(
                 rij, i, j, types, local.n_owned, local.n_local, member_forces=member_forces
