@@ -372,6 +372,7 @@ def scaling_case(
         str(args.skin),
         "--temperature",
         str(args.temperature),
+        *(["--compile"] if args.compile else []),
     ]
     best: dict[tuple[str, int], Run] = {}
     with tempfile.TemporaryDirectory(prefix="ssehpc-bench-") as tmp:
@@ -505,6 +506,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--dt", type=float, default=2.0, help="fs")
     g.add_argument("--skin", type=float, default=1.0, help="Å")
     g.add_argument("--no-lammps", action="store_true", help="ssehpc only")
+    g.add_argument("--compile", action="store_true", help="ssehpc: the torch.compile-d LJ pair kernel")
     g.add_argument(
         "--require-mpi", action="store_true", help="ssehpc on 1 rank through MPIDomain, not SerialDomain"
     )
@@ -555,7 +557,7 @@ def main(argv: list[str] | None = None) -> None:
             warmup=args.warmup,
             steps=args.steps,
             ranks=ranks,
-            case=f"scaling: LJ Ar {args.dtype}",
+            case=f"scaling: LJ Ar {args.dtype}{', compiled' if args.compile else ''}",
         )
     if args.big and not args.no_big_lj:
         rows += scaling_case(
@@ -564,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
             warmup=args.lj_warmup,
             steps=args.lj_steps,
             ranks=[args.big_ranks],
-            case=f"big: LJ Ar {args.dtype}",
+            case=f"big: LJ Ar {args.dtype}{', compiled' if args.compile else ''}",
         )
     if args.big and not args.no_ml:
         rows.append(ml_case(args))
