@@ -10,6 +10,12 @@ and relaxing it with ``lips`` pulls a Li pair to 0.70 Å (docs/mlff.md).  Needs 
 
 Shipped result: 55 s on 2 threads, energy −823.7 → −875.0 eV (CHGNet), max |F| 0.73 eV/Å after the
 200 steps.
+
+``--rescale FILE`` only scales FILE's cell and positions isotropically to ``--density`` (no teacher
+needed), e.g. the start of the melt at the model's own glass density (``examples/glass_lips_mq.yaml``)::
+
+    python examples/glass/make_start.py --rescale examples/glass/lps75_random_s33_chgnet.extxyz \
+        --density 1.66 --out examples/glass/lps75_random_s33_chgnet_d1.66.extxyz
 """
 
 from __future__ import annotations
@@ -36,7 +42,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="lps75_random_s33_chgnet.extxyz")
+    p.add_argument("--rescale", metavar="FILE", help="only rescale FILE isotropically to --density")
     args = p.parse_args(argv)
+    if args.rescale:
+        atoms = ase.io.read(args.rescale)
+        density = atoms.get_masses().sum() * 1.66053907 / atoms.get_volume()  # g/cm³
+        atoms.set_cell(atoms.cell * (density / args.density) ** (1.0 / 3.0), scale_atoms=True)
+        atoms.info["source"] = (
+            f"{atoms.info.get('source', args.rescale)}, rescaled {density:.3f} -> {args.density} g/cm3"
+        )
+        ase.io.write(args.out, atoms, format="extxyz")
+        print(f"{args.rescale}: {density:.3f} -> {args.density} g/cm³, written {args.out}")
+        return
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     atoms = lips.random_glass(args.x, args.atoms, density=args.density, seed=args.seed)
