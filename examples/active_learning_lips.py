@@ -39,6 +39,7 @@ from ssehpc.integrators import make_integrator
 from ssehpc.io.structure import atoms_to_state
 from ssehpc.parallel.domain import SerialDomain
 from ssehpc.potentials import make_potential
+from ssehpc.simulation import Simulation
 from ssehpc.structures import lips
 
 TRUST_HI = 0.15  # eV/Å
@@ -54,14 +55,10 @@ def start_structure(start: str, seed: int, forces: ForceCompute) -> ase.Atoms:
     atoms = lips.random_glass(0.75, 192, density=1.88, seed=seed)
     state = atoms_to_state(atoms, dtype=torch.float64, seed=seed)
     fire = make_integrator("fire", 1.0, fmax=0.5)
-    forces.compute(state)
-    fire.attach(state, forces)
-    for _ in range(300):
-        fire.step_one(state, forces)
-        forces.compute(state)
-        fire.step_two(state, forces)
-        state.step += 1
-        if float(state.forces.norm(dim=1).max()) < 0.5:
+    sim = Simulation(state, forces, fire, [])
+    for _ in range(30):  # at most 300 steps; FIRE stops moving a converged system
+        sim.run(10)
+        if bool(fire.converged.all()):
             break
     atoms.set_positions(state.positions.detach().numpy()[torch.argsort(state.tag).numpy()])
     atoms.wrap()
