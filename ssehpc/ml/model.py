@@ -592,7 +592,7 @@ class MomentPotential(Potential):
             ``g = ∂E/∂r_ij`` ``[P, K, 3]`` eV/Å (virial ``W = −Σ r_ij ⊗ g``).
         """
         e, slots, _, basis, gradient = self._energies_and_gradients(
-            rij, i, j, types, n_centres, create_graph, members=True
+            rij, i, j, types, n_centres, create_graph, members=True, mean=False
         )
         forces, g = self.pair_forces(slots, basis, i, j, n_rows, gradient=gradient)
         return self._add_core(e, forces, g, rij, types, i, j)
@@ -645,10 +645,11 @@ class MomentPotential(Potential):
         create_graph: bool,
         *,
         members: bool = True,
+        mean: bool = True,
     ) -> tuple[torch.Tensor, Any, Any, tuple[torch.Tensor, ...], Any]:
         """``E_i [K, n]``; ``∂E/∂A`` per slot and member (:meth:`slot_gradients`, ``[n·T, N·K·n_ang]``;
-        None unless ``members``); its member mean (``[n·T, N·n_ang]``); the pair basis; the
-        pair-gradient kernel.
+        None unless ``members``); its member mean (``[n·T, N·n_ang]``; None unless ``mean``); the
+        pair basis; the pair-gradient kernel.
 
         The mean is computed the same way whether ``members`` is set or not, so MD forces never
         depend on whether member forces were asked for."""
@@ -669,26 +670,37 @@ class MomentPotential(Potential):
         # in blocks of atoms; slots are atom-major, so the gradients concatenate in order.
         step = n_centres if create_graph else max(1, self.atom_chunk)
         parts = [
-            network(a[s : s + step], centre_type[s : s + step], members=members, create_graph=create_graph)
+            network(
+                a[s : s + step],
+                centre_type[s : s + step],
+                members=members,
+                mean=mean,
+                create_graph=create_graph,
+            )
             for s in range(0, max(n_centres, 1), step)
         ]
         if len(parts) == 1:
             e, slots, mean_slots = parts[0]
             return e, slots, mean_slots, basis, gradient
-        slots = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
-        return (
-            torch.cat([p[0] for p in parts], dim=1),
-            slots,
-            torch.cat([p[2] for p in parts]),
-            basis,
-            gradient,
-        )
+
+        def join(k: int) -> torch.Tensor | None:
+            return None if parts[0][k] is None else torch.cat([p[k] for p in parts])
+
+        return torch.cat([p[0] for p in parts], dim=1), join(1), join(2), basis, gradient
 
     def _energy_and_slots(
-        self, a: torch.Tensor, centre_type: torch.Tensor, *, members: bool = True, create_graph: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        self,
+        a: torch.Tensor,
+        centre_type: torch.Tensor,
+        *,
+        members: bool = True,
+        mean: bool = True,
+        create_graph: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``E_i [K, n]``, the slot gradients per member (None unless ``members``) and of the member
-        mean: the hand-written backward for gram models (inference), autograd otherwise."""
+        mean (None unless ``mean``): the hand-written backward for gram models (inference),
+        autograd otherwise."""
+        kk = self.spec.n_members
         if not create_graph and self.spec.contraction == "gram":
             with torch.no_grad():
                 e, grads, mean_grads = self._energy_and_grad_manual(a, centre_type, members=members)
@@ -696,15 +708,15 @@ class MomentPotential(Potential):
             if create_graph:
                 e, grads = self._energy_and_grad_autograd(a, centre_type, True)
             elif self._compiled is not None:  # compiling a non-gram model: vjp, no autograd.grad
-                e, grads, _ = self._energy_and_grad(a, centre_type)
+                e, grads = self._energy_and_grad(a, centre_type)
             else:
                 e, grads = self._energy_and_grad_autograd(a, centre_type, False)
-            kk = self.spec.n_members
             mean_grads = grads if kk == 1 else [gr.mean(0, keepdim=True) for gr in grads]
-        mean_slots = self.slot_gradients(mean_grads)
+        mean_slots = self.slot_gradients(mean_grads) if mean else None
         if not members:
             return e, None, mean_slots
-        return e, (mean_slots if self.spec.n_members == 1 else self.slot_gradients(grads)), mean_slots
+        slots = mean_slots if kk == 1 and mean_slots is not None else self.slot_gradients(grads)
+        return e, slots, mean_slots
 
     def _energy_and_grad_autograd(
         self, a: torch.Tensor, centre_type: torch.Tensor, create_graph: bool
@@ -972,14 +984,14 @@ class MomentPotential(Potential):
         return (radial - along * inv_r[:, None])[..., None] * u[:, None, :] + grad_u * inv_r[:, None, None]
 
     def _energy_and_grad(
-        self, a: torch.Tensor, centre_type: torch.Tensor, *, members: bool = True
-    ) -> tuple[torch.Tensor, list[torch.Tensor], None]:
-        """``E_i`` ``[K, n]`` and ``∂E/∂A`` per rank and member through ``torch.func.vjp``
-        (``torch.compile``-able; always per member, the caller averages)."""
+        self, a: torch.Tensor, centre_type: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``E_i`` ``[K, n]`` and ``∂E/∂A`` per rank and member (``[K, T·N, d_l, n]`` views) through
+        ``torch.func.vjp`` (``torch.compile``-able)."""
         kk = self.spec.n_members
         blocks = tuple(b.expand(kk, -1, -1) for b in self.rank_blocks(a))
         e, vjp = torch.func.vjp(lambda *x: self.atomic_energies(list(x), centre_type), *blocks)
-        return e, self._native_layout(list(vjp(torch.ones_like(e))), a.shape[0]), None
+        return e, self._native_layout(list(vjp(torch.ones_like(e))), a.shape[0])
 
     def compile_inference(self, **options: Any) -> MomentPotential:
         """Use ``torch.compile``-d kernels for inference (MD; training stays eager).
