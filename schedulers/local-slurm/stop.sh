@@ -26,17 +26,13 @@ if [[ -s $run/slurm.conf ]] && command -v scancel >/dev/null; then
     # End the jobs while slurmd is still there to deliver the signals (a rank stuck in C code, e.g.
     # a failed MPI_Init, ignores SIGTERM: SIGKILL the rest), then stop the daemons.
     export SLURM_CONF=$run/slurm.conf
+    jobs_left() { [[ -n $(timeout 5 squeue -h -u "$(id -un)" -o %i 2>/dev/null) ]]; }
+    wait_jobs() { for _ in $(seq 20); do jobs_left || return 0; sleep 0.5; done; }  # up to 10 s
     timeout 5 scancel --state=RUNNING,PENDING -u "$(id -un)" 2>/dev/null || true
-    for _ in $(seq 20); do
-        [[ -z $(timeout 5 squeue -h -u "$(id -un)" -o %i 2>/dev/null) ]] && break
-        sleep 0.5
-    done
-    if [[ -n $(timeout 5 squeue -h -u "$(id -un)" -o %i 2>/dev/null) ]]; then
+    wait_jobs
+    if jobs_left; then
         timeout 5 scancel --full --signal=KILL -u "$(id -un)" 2>/dev/null || true
-        for _ in $(seq 20); do
-            [[ -z $(timeout 5 squeue -h -u "$(id -un)" -o %i 2>/dev/null) ]] && break
-            sleep 0.5
-        done
+        wait_jobs
         say "killed the jobs that did not end on SIGTERM"
     fi
 fi
