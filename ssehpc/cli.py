@@ -374,7 +374,7 @@ def campaign(
             for run in plan.runs:
                 out.print(
                     f"{run.run_id}  T={run.md['temperature_K']} K  {run.md['integrator']['name']}  "
-                    f"{run.steps} steps of {run.dt_fs} fs  seed {run.md['seed']}",
+                    f"{run.steps} steps of {run.dt_fs} fs  {run.md['potential']['name']}  seed {run.md['seed']}",
                     markup=False,
                 )
             out.print(

@@ -179,21 +179,29 @@ def check_systems(
 ) -> dict[str, str]:
     """Build and check the first-stage setup of each system in ``system_ids``, once.
 
-    The potential and every stage's integrator must build (else :class:`SpecError`, before any
-    compute); a system whose structure cannot be built or holds species the potential does not
-    know is returned as ``{system_id: error}`` and its runs are recorded as failed.  The atom
-    count of every system that builds goes into ``sizes`` (for batching).
+    Every stage's potential (each distinct one built once) and integrator must build, and a
+    stage's screening must suit its potential (else :class:`SpecError`, before any compute); a
+    system whose structure cannot be built or holds species a stage's potential does not know is
+    returned as ``{system_id: error}`` and its runs are recorded as failed.  The atom count of
+    every system that builds goes into ``sizes`` (for batching).
     """
+    import json
+
     from ssehpc.io.structure import StructureError, atoms_to_state
-    from ssehpc.spec import build_forces, build_integrator, build_potential, build_structure
+    from ssehpc.spec import _check_screening, build_forces, build_integrator, build_potential, build_structure
 
     first: dict[str, ChainSpec] = {}
     for chain in plan.chains:
         first.setdefault(chain.runs[0].system, chain)
     any_chain = plan.chains[0]
-    potential = build_potential(any_chain.runs[0].mdspec())
+    potentials: dict[str, Any] = {}  # one per distinct stage potential
     for run in any_chain.runs:
-        build_integrator(run.mdspec())
+        md = run.mdspec()
+        key = json.dumps(md.potential.model_dump(mode="json"), sort_keys=True)
+        if key not in potentials:
+            potentials[key] = build_potential(md)
+        _check_screening(md, potentials[key])
+        build_integrator(md)
     errors = {}
     for system_id in sorted(system_ids):
         md = first[system_id].runs[0].mdspec()
@@ -202,7 +210,8 @@ def check_systems(
             if sizes is not None:
                 sizes[system_id] = len(atoms)
             state = atoms_to_state(atoms, dtype=md.torch_dtype)
-            build_forces(md, potential, state)
+            for potential in potentials.values():
+                build_forces(md, potential, state)
         except (SpecError, StructureError) as exc:  # messages that name the problem themselves
             errors[system_id] = " ".join(str(exc).split())
         except Exception as exc:

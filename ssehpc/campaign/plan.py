@@ -186,7 +186,7 @@ def expand(spec: CampaignSpec) -> CampaignPlan:
                             "run_id": run_id,
                             "store": str(store),
                             "structure": source,
-                            "potential": spec.potential.model_dump(mode="json"),
+                            "potential": spec.stage_potential(stage).model_dump(mode="json"),
                             "integrator": stage.integrator.model_dump(mode="json"),
                             "temperature_K": stage.temperature_K if stage.temperature_K is not None else t,
                             "pressure_GPa": stage.pressure_GPa,

@@ -215,10 +215,14 @@ class StageSpec(_Strict):
             ``maxwell_boltzmann`` ones at this stage's temperature.
         screening: this stage's committee screening instead of the campaign's (e.g. looser levels
             for a melt, which leaves the crystal's trust region on purpose); ``false``: none.
+        potential: this stage's potential instead of the campaign's, e.g. a melt driven by the
+            teacher (``{name: chgnet}``) at temperatures the distilled model does not survive.  The
+            next stage continues from its final state with its own potential.
     """
 
     name: str
     integrator: IntegratorSpec = Field(default_factory=IntegratorSpec)
+    potential: PotentialSpec | None = None
     steps: int | None = Field(default=None, ge=0)
     ps: float | None = Field(default=None, ge=0)
     temperature_K: float | None = Field(default=None, ge=0)  # noqa: N815 (unit in the name)
@@ -498,6 +502,12 @@ class CampaignSpec(_Strict):
             for s in self.systems
         ]
         update["potential"] = resolve_potential_paths(self.potential, base)
+        update["stages"] = [
+            st.model_copy(update={"potential": resolve_potential_paths(st.potential, base)})
+            if st.potential is not None
+            else st
+            for st in self.stages
+        ]
         res = self.resources
         if isinstance(res, SlurmResources) and res.profile.endswith((".yaml", ".yml")):
             profile = Path(res.profile)
@@ -510,6 +520,10 @@ class CampaignSpec(_Strict):
         return self.model_dump(mode="json")
 
     # ------------------------------------------------------------------ derived
+    def stage_potential(self, stage: StageSpec) -> PotentialSpec:
+        """Potential of ``stage``: its own, or the campaign's."""
+        return stage.potential if stage.potential is not None else self.potential
+
     def stage_dt(self, stage: StageSpec) -> float:
         """Time step of ``stage``, fs."""
         return stage.dt_fs if stage.dt_fs is not None else self.dt_fs

@@ -138,3 +138,115 @@ def test_draining_worker_checkpoints_and_the_run_resumes(tmp_path):
     assert resumed.simulation.state.step == 57
     resumed.execute()
     assert_frames_complete(store, "r", 100, 10)
+
+
+def _two_stage_lj(tmp_path, first_potential):
+    from tests.campaign.helpers import lj_campaign
+
+    data = lj_campaign(tmp_path / "pot.zarr")
+    data["stages"] = [
+        {
+            "name": "hot",
+            "potential": first_potential,
+            "integrator": {"name": "langevin", "params": {"damping": 100.0}},
+            "steps": 20,
+            "write_interval": 10,
+            "checkpoint_interval": 0,
+        },
+        {
+            "name": "md",
+            "integrator": {"name": "nve"},
+            "steps": 20,
+            "write_interval": 10,
+            "checkpoint_interval": 0,
+        },
+    ]
+    return CampaignSpec.from_dict(data)
+
+
+def test_a_stage_runs_with_its_own_potential_and_hands_over_its_state(tmp_path):
+    """Stage 1 with LJ at 2ε, stage 2 with the campaign's ε: the recorded energies are those of
+    each stage's own potential (LJ energy is linear in ε at fixed positions)."""
+    from ssehpc.campaign.controller import check_systems
+
+    twice = {"name": "lj", "params": {**LJ["params"], "epsilon": 2 * LJ["params"]["epsilon"]}}
+    spec = _two_stage_lj(tmp_path, twice)
+    plan = expand(spec)
+    hot_md, md_md = (r.mdspec() for r in plan.chains[0].runs)
+    assert hot_md.potential.params["epsilon"] == pytest.approx(0.0208)
+    assert md_md.potential.params["epsilon"] == pytest.approx(0.0104)
+    assert check_systems(plan, {"ar"}) == {}
+    ZarrStore.open(plan.store, "a")
+    outcome = run_chain(plan.chains[0], TaskOptions(drain_check_s=0))
+    assert outcome.status == "done", outcome
+    hot, md = (assert_frames_complete(plan.store, r.run_id, 20, 10) for r in plan.chains[0].runs)
+    from ssehpc.io.structure import atoms_to_state
+    from ssehpc.spec import build_forces, build_potential, build_structure
+
+    state = atoms_to_state(build_structure(hot_md), dtype=hot_md.torch_dtype)
+    build_forces(md_md, build_potential(md_md), state).compute(state)
+    e_hot = hot.read_frames(stop=1, fields=["energy_eV"])["energy_eV"][0, 0]
+    assert e_hot == pytest.approx(2 * float(state.energy.sum()), rel=1e-9)
+    # Stage 2 at stage 1's last positions, evaluated with ε: half stage 1's last energy.
+    last_hot = hot.read_frames(start=-1, fields=["energy_eV"])["energy_eV"][0, 0]
+    first_md = md.read_frames(stop=1, fields=["energy_eV"])["energy_eV"][0, 0]
+    assert first_md == pytest.approx(0.5 * last_hot, rel=1e-6)
+
+
+def test_a_stage_potential_is_checked_before_any_compute(tmp_path):
+    from ssehpc.campaign.controller import check_systems
+
+    bad = _two_stage_lj(tmp_path, {"name": "nosuch", "params": {}})
+    with pytest.raises(SpecError, match="potential"):
+        check_systems(expand(bad), {"ar"})
+    # Committee screening on a stage whose own potential is not a committee.
+    data = _two_stage_lj(tmp_path, LJ).model_dump(mode="json")
+    data["stages"][0]["screening"] = {"trust_lo": 0.1, "trust_hi": 0.3, "stop_after": 5}
+    with pytest.raises(SpecError, match=r"screening\.stop_after: needs a committee"):
+        check_systems(expand(CampaignSpec.from_dict(data)), {"ar"})
+
+
+def test_a_teacher_melt_stage_hands_over_to_the_committee(tmp_path):
+    """The glass protocol this enables: a CHGNet-driven hot stage, then the shipped committee."""
+    pytest.importorskip("chgnet")
+    from ssehpc.campaign.controller import check_systems
+
+    spec = CampaignSpec.from_dict(
+        {
+            "name": "teacher-melt",
+            "store": str(tmp_path / "tm.zarr"),
+            "systems": [
+                {"id": "g", "structure": {"builder": "glass", "x": 0.75, "atoms": 24, "density": 1.7}}
+            ],
+            "temperatures_K": [600],
+            "potential": {"name": "mlff", "params": {"model": "lips"}},
+            "dt_fs": 1.0,
+            "seed": 5,
+            "screening": {"trust_lo": 0.1, "trust_hi": 0.25, "stop_after": 0},
+            "stages": [
+                {
+                    "name": "melt",
+                    "potential": {"name": "chgnet"},
+                    "screening": False,
+                    "integrator": {"name": "langevin", "params": {"damping": 50.0}},
+                    "temperature_K": 1200,
+                    "steps": 4,
+                    "write_interval": 2,
+                    "checkpoint_interval": 0,
+                },
+                {"name": "prod", "integrator": {"name": "nose_hoover"}, "steps": 4, "write_interval": 2},
+            ],
+        }
+    )
+    plan = expand(spec)
+    assert check_systems(plan, {"g"}) == {}
+    ZarrStore.open(plan.store, "a")
+    outcome = run_chain(plan.chains[0], TaskOptions(drain_check_s=0))
+    assert outcome.status == "done", outcome
+    melt, prod = (assert_frames_complete(plan.store, r.run_id, 4, 2) for r in plan.chains[0].runs)
+    assert "force_dev_max" not in melt.frame_fields  # one teacher, no committee
+    assert {"force_dev_max", "force_dev_mean"} <= set(prod.frame_fields)
+    assert melt.attrs["temperature_K"] == 1200
+    end = read_checkpoint(melt.checkpoint_group)
+    first = prod.read_frames(stop=1, fields=["positions"])["positions"][0]
+    np.testing.assert_allclose(first, end.state.unwrapped_positions().numpy(), atol=2e-5)

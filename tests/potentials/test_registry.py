@@ -34,7 +34,7 @@ potential:
 
 
 def test_names() -> None:
-    assert set(POTENTIALS) == {"lj", "buckingham_dsf", "sum", "mlff"}
+    assert set(POTENTIALS) == {"lj", "buckingham_dsf", "sum", "mlff", "chgnet"}
 
 
 def test_lj_from_plain_and_pair_parameters() -> None:
@@ -88,7 +88,7 @@ def test_buckingham_preset_can_be_overridden() -> None:
 @pytest.mark.parametrize(
     ("name", "params", "match"),
     [
-        ("morse", {}, "unknown potential 'morse'; known: lj, mlff, buckingham_dsf, sum"),
+        ("morse", {}, "unknown potential 'morse'; known: lj, mlff, chgnet, buckingham_dsf, sum"),
         ("lj", {"epsilon": 0.01, "sigmaa": 3.4}, "bad parameters for potential 'lj'"),
         ("buckingham_dsf", {"preset": "LiPS"}, "unknown buckingham_dsf preset"),
         ("buckingham_dsf", {"charges": {"Na": 1.0}, "pairs": {"Na-Q": [1.0, 0.3, 0.0]}}, "unknown element"),
