@@ -5,8 +5,10 @@ the 32-atom Pnma cell), rattled by 0.05 Å (fixed seed), velocities Maxwell–Bo
 drawn by ssehpc (keyed RNG).  Both codes start from the *same* positions and velocities.
 
 * ssehpc: the shipped committee ``make_potential("mlff", model="lips")`` (K = 4 members) and
-  its member 0 alone (``members=[0]``, K = 1), each eager and ``compile=True`` (``torch.compile``;
-  compilation happens in the untimed warm-up).  Real MD through ``Simulation`` with Langevin
+  its member 0 alone (``members=[0]``, K = 1), each on three paths: eager; ``compiled``
+  (``compile=True, pair_kernels="torch"``: ``torch.compile`` for everything); ``compiled+C++``
+  (``compile=True``, the default on CPU: the per-atom network compiled, the pair passes in the
+  hand-written C++ kernels of ``ssehpc.ml.kernels``).  Compilation happens in the untimed warm-up.  Real MD through ``Simulation`` with Langevin
   (Δt = 1 fs, 600 K, damping 100 fs), ``ForceCompute(skin=1.0)``, float32 state, and a frame probe
   (an ``Operation`` with ``uses_force_extras``, like the Zarr frame writer minus the store) that
   fires every ``--write-interval`` steps, so the committee computes its member forces and force
@@ -127,17 +129,33 @@ class DeviationProbe(Operation):
 @dataclass(frozen=True)
 class Config:
     members: int  # K
-    compiled: bool
+    path: str  # one of PATHS
     threads: int
 
     @property
+    def compiled(self) -> bool:
+        return self.path != "eager"
+
+    @property
     def label(self) -> str:
-        return f"K={self.members} {'compiled' if self.compiled else 'eager'}"
+        return f"K={self.members} {self.path}"
 
 
-def build_potential(members: int, compiled: bool) -> torch.nn.Module:
-    """The shipped committee (K = 4) or its member 0 (K = 1), eager or ``torch.compile``-d."""
-    kw: dict[str, Any] = {"model": MODEL, "compile": compiled}
+#: Inference paths: eager torch; ``torch.compile`` for everything (``pair_kernels="torch"``);
+#: ``torch.compile`` for the per-atom network and the hand-written C++ pair kernels (the default
+#: of ``compile=True`` on CPU).
+PATHS = ("eager", "compiled", "compiled+C++")
+
+
+def build_potential(members: int, compiled: bool | str) -> torch.nn.Module:
+    """The shipped committee (K = 4) or its member 0 (K = 1) on one of :data:`PATHS` (``True``:
+    ``"compiled+C++"``, ``False``: ``"eager"``)."""
+    path = {True: "compiled+C++", False: "eager"}.get(compiled, compiled)
+    if path not in PATHS:
+        raise ValueError(f"unknown path {path!r}; one of {PATHS}")
+    kw: dict[str, Any] = {"model": MODEL, "compile": path != "eager"}
+    if path != "eager":
+        kw["pair_kernels"] = "cpp" if path == "compiled+C++" else "torch"
     if members == 1:
         kw["members"] = [0]
     pot = make_potential("mlff", **kw)
@@ -338,6 +356,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=1, help="timed windows per config, interleaved; best kept")
     ap.add_argument("--write-interval", type=int, default=100, help="steps between committee deviations")
     ap.add_argument("--no-compile", action="store_true", help="eager ssehpc only (skip torch.compile)")
+    ap.add_argument(
+        "--paths",
+        nargs="+",
+        choices=PATHS[1:],
+        default=list(PATHS[1:]),
+        help="compiled paths to time besides eager (default both)",
+    )
     ap.add_argument("--no-teacher", action="store_true", help="skip CHGNet")
     ap.add_argument("--quick", action="store_true", help="smoke test: 192 atoms, 50 steps, no compile")
     ap.add_argument("--no-save", action="store_true", help=f"do not append to bench/results/{BENCH}.jsonl")
@@ -357,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     threads0 = torch.get_num_threads()
     info = machine_info()
     print(describe_machine(info))
-    paths = ["eager"] + ([] if args.no_compile else ["compiled"])
+    paths = ["eager"] + ([] if args.no_compile else [p for p in PATHS[1:] if p in args.paths])
     print(
         f"ssehpc: mlff {MODEL}, float32, Langevin {DT:g} fs / {TEMPERATURE:g} K / damping {DAMPING:g} fs, "
         f"skin {SKIN:g} Å, {args.warmup} warm-up + {args.steps} timed steps, committee deviations every "
@@ -366,8 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     # Potentials are built (and compiled) once and reused for every cell and repeat.
-    configs = [Config(k, p == "compiled", t) for t in args.threads for p in paths for k in (1, 4)]
-    pots = {(k, c): build_potential(k, c) for k, c in {(cfg.members, cfg.compiled) for cfg in configs}}
+    configs = [Config(k, p, t) for t in args.threads for p in paths for k in (1, 4)]
+    pots = {(k, p): build_potential(k, p) for k, p in {(cfg.members, cfg.path) for cfg in configs}}
     teacher_calc, teacher_error = None, None
     if not args.no_teacher:
         try:
@@ -389,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
             for cfg in configs:
                 t = time_ssehpc(
                     initial,
-                    pots[(cfg.members, cfg.compiled)],
+                    pots[(cfg.members, cfg.path)],
                     cfg,
                     warmup=args.warmup,
                     steps=args.steps,
@@ -440,7 +465,7 @@ def main(argv: list[str] | None = None) -> None:
         if teacher0 is not None:
             e_t, f_t = teacher0
             for k in (4, 1):
-                e_s, f_s = ssehpc_initial(initial, pots[(k, False)])
+                e_s, f_s = ssehpc_initial(initial, pots[(k, "eager")])
                 d = f_s - f_t
                 sanity.append(
                     f"  {n_atoms} atoms, K={k}: E/atom {e_s / n_atoms:+.4f} eV vs CHGNet {e_t / n_atoms:+.4f} eV "

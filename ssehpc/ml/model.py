@@ -75,7 +75,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from ase.data import atomic_numbers, chemical_symbols
@@ -242,6 +242,7 @@ def angular_tables(lmax: int) -> dict[str, torch.Tensor]:
     * ``rep [K]``: one full column per monomial ``k`` (ordered by rank, then descending
       exponents of x, y: offsets 0, 1, 4, 10);
     * ``coef [K]``: ``sqrt(l!/(a!b!c!))``, so that ``Y_k = coef_k · û^α``;
+    * ``exps [K, 3]``: the exponents ``(a, b, c)`` of monomial ``k``;
     * ``sym [F]`` and ``weight [F]``: for every full column ``f`` its monomial and ``1/coef``, so that
       ``H_f = h_{sym(f)} · weight_f`` is the symmetric tensor with ``Σ_f H_f û^{⊗l}_f = Σ_k h_k Y_k``.
     """
@@ -262,6 +263,7 @@ def angular_tables(lmax: int) -> dict[str, torch.Tensor]:
     coef = [math.sqrt(math.factorial(sum(e)) / math.prod(math.factorial(x) for x in e)) for e in exps]
     sym = [exps.index(exponents(idx)) for idx in full]
     return {
+        "exps": torch.tensor(exps, dtype=torch.int64).reshape(-1, 3),
         "rep": torch.tensor(rep, dtype=torch.int64),
         "coef": torch.tensor(coef, dtype=torch.float64),
         "sym": torch.tensor(sym, dtype=torch.int64),
@@ -347,6 +349,14 @@ class PairBasis:
         return (self.slot[start:stop], *self.model.pair_basis(self.rij[start:stop]))
 
 
+class SlotPairs(NamedTuple):
+    """The pairs for the C++ force pass: ``slot`` ``[P]`` and ``rij`` ``[P, 3]`` (the basis is
+    recomputed from ``rij``; nothing else per pair is kept)."""
+
+    slot: torch.Tensor
+    rij: torch.Tensor
+
+
 class MomentPotential(Potential):
     """Cartesian-moment ML potential with ``K`` stacked members (see the module docstring).
 
@@ -377,6 +387,7 @@ class MomentPotential(Potential):
         self._checked_species: torch.Tensor | None = None
         self._checked_types: torch.Tensor | None = None
         self._compiled: dict[str, Any] | None = None
+        self._cpp: Any = None  # the C++ pair kernels (compile_inference), or None
         k, t, c, f = spec.n_members, spec.n_types, spec.channels, spec.n_features
         # Unknown elements map far out of range, so an unchecked one fails loudly in any gather.
         type_of_z = torch.full((_MAX_Z,), _UNKNOWN, dtype=torch.int64)
@@ -658,7 +669,7 @@ class MomentPotential(Potential):
             self._compiled if (self._compiled and not create_graph and not torch.is_grad_enabled()) else None
         )
         if fast is not None:
-            a, basis = fast["moments"](rij, i, j, types, n_centres)
+            a, basis = self._moments_inference(rij, i, j, types, n_centres)
             gradient = fast["pair_gradient"]
             network = fast["energy_and_slots"]
         else:
@@ -924,6 +935,12 @@ class MomentPotential(Potential):
         ``grad_slots`` is ``∂E/∂A`` per slot (:meth:`slot_gradients`); ``gradient`` replaces
         :meth:`pair_gradient` (its compiled version).
         """
+        if isinstance(basis, SlotPairs):  # the C++ kernels: nothing per pair is stored, one call
+            slot, rij = basis
+            f, g = self._cpp.pair_forces(
+                grad_slots.contiguous(), rij, slot, i, j, n_rows, *self._basis_args()
+            )
+            return f, g
         gradient = gradient or self.pair_gradient
         per_pair = grad_slots.shape[1]
         step = max(1, self.pair_chunk // max(per_pair, 1))
@@ -993,23 +1010,64 @@ class MomentPotential(Potential):
         e, vjp = torch.func.vjp(lambda *x: self.atomic_energies(list(x), centre_type), *blocks)
         return e, self._native_layout(list(vjp(torch.ones_like(e))), a.shape[0])
 
-    def compile_inference(self, **options: Any) -> MomentPotential:
-        """Use ``torch.compile``-d kernels for inference (MD; training stays eager).
+    def compile_inference(self, *, pair_kernels: str = "auto", **options: Any) -> MomentPotential:
+        """Use compiled kernels for inference (MD; training stays eager).
 
         The three stages (pair moments, per-atom energies with their gradient, pair forces) are
         compiled with dynamic shapes, so a changing number of pairs or atoms does not recompile.
         The first call compiles (tens of seconds on CPU); results equal the eager path to round-off.
 
         Args:
+            pair_kernels: the two pair passes on CPU tensors: ``"cpp"`` the hand-written C++
+                kernels (:mod:`ssehpc.ml.kernels`; an error if they cannot be built), ``"torch"``
+                ``torch.compile``, ``"auto"`` C++ when it builds, else ``torch.compile``.  CUDA
+                tensors always use ``torch.compile``.
             **options: passed to ``torch.compile`` (default ``dynamic=True``).
+
+        Raises:
+            ValueError: unknown ``pair_kernels``.
+            RuntimeError: ``pair_kernels="cpp"`` and the extension cannot be built.
         """
+        if pair_kernels not in ("auto", "cpp", "torch"):
+            raise ValueError(f"pair_kernels must be 'auto', 'cpp' or 'torch', got {pair_kernels!r}")
         options = {"dynamic": True, **options}
         self._compiled = {
             "moments": torch.compile(self.atomic_moments, **options),
             "energy_and_slots": torch.compile(self._energy_and_slots, **options),
             "pair_gradient": torch.compile(self.pair_gradient, **options),
         }
+        self._cpp = None
+        if pair_kernels != "torch":
+            from ssehpc.ml import kernels
+
+            self._cpp = kernels.load()
+            if self._cpp is None and pair_kernels == "cpp":
+                raise RuntimeError(f"the C++ pair kernels cannot be built: {kernels.build_error}")
         return self
+
+    def _basis_args(self) -> tuple[Any, ...]:
+        """``(n_radial, exps, coef, cutoff, radial_floor, avg_neighbors)`` for the C++ kernels."""
+        spec = self.spec
+        coef = self.ang_coef if self.ang_coef.dtype == torch.float64 else self.ang_coef.double()
+        return (
+            spec.n_radial,
+            self.ang_exps,
+            coef,
+            self.cutoff,
+            float(spec.radial_floor),
+            float(spec.avg_neighbors),
+        )
+
+    def _moments_inference(
+        self, rij: torch.Tensor, i: torch.Tensor, j: torch.Tensor, types: torch.Tensor, n_centres: int
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Compiled :meth:`atomic_moments`: the C++ kernel on CPU when built, else inductor's."""
+        if self._cpp is None or rij.is_cuda:
+            return self._compiled["moments"](rij, i, j, types, n_centres)
+        t = self.spec.n_types
+        rij = rij.contiguous()
+        a, slot = self._cpp.moments(rij, i, j, types, n_centres, t, *self._basis_args())
+        return a.view(n_centres, t * self.spec.n_radial, self.spec.n_angular), SlotPairs(slot, rij)
 
     def _types(self, species: torch.Tensor) -> torch.Tensor:
         return self.type_of_z[species]
@@ -1025,9 +1083,12 @@ class MomentPotential(Potential):
         pos = local.positions
         i, j = nl.i, nl.j
         # in the state's dtype, then cast: small differences of large coordinates
-        rij = pos.index_select(0, j) - pos.index_select(0, i)
-        keep = torch.nonzero((rij * rij).sum(dim=1) < self.cutoff * self.cutoff).squeeze(1)
-        i, j, rij = i.index_select(0, keep), j.index_select(0, keep), rij.index_select(0, keep).to(dtype)
+        if self._cpp is not None and not pos.is_cuda and not pos.requires_grad:
+            i, j, rij = self._cpp.cutoff_pairs(pos.contiguous(), i, j, self.cutoff, dtype)
+        else:
+            rij = pos.index_select(0, j) - pos.index_select(0, i)
+            keep = torch.nonzero((rij * rij).sum(dim=1) < self.cutoff * self.cutoff).squeeze(1)
+            i, j, rij = i.index_select(0, keep), j.index_select(0, keep), rij.index_select(0, keep).to(dtype)
         if local.species is not self._checked_species:  # once per neighbour-list rebuild
             self.check_species(local.species)
             self._checked_species = local.species

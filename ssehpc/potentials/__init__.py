@@ -83,7 +83,12 @@ def _make_sum(*, terms: list[Mapping[str, Any]]) -> Potential:
 
 
 def _make_mlff(
-    *, model: str, compile: bool = False, dtype: str | None = None, members: list[int] | None = None
+    *,
+    model: str,
+    compile: bool = False,
+    dtype: str | None = None,
+    members: list[int] | None = None,
+    pair_kernels: str = "auto",
 ) -> Potential:
     """A built-in ML force field: a shipped model name (``lips-v0``) or a ``.pt`` file."""
     from ssehpc.ml import load, resolve_model
@@ -101,13 +106,26 @@ def _make_mlff(
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         pot = pot.to(getattr(__import__("torch"), dtype))
     if compile:
-        pot.compile_inference()
+        pot.compile_inference(pair_kernels=pair_kernels)
+    elif pair_kernels != "auto":
+        raise ValueError(f"pair_kernels={pair_kernels!r} needs compile: true")
     return pot
+
+
+def _make_chgnet(*, threads: int | None = None, model_path: str | None = None) -> Potential:
+    """The pretrained CHGNet teacher (``ssehpc[teacher]``) through :class:`ASECalculatorPotential`:
+    one rank, CPU; e.g. a melt stage far outside a distilled model's range."""
+    from ssehpc.ml.adapters import ASECalculatorPotential
+    from ssehpc.ml.labeler import Labeler
+
+    calc = Labeler.chgnet(num_threads=threads, model_path=model_path).calculator
+    return ASECalculatorPotential(calc, species=tuple(range(1, 95)))  # CHGNet: H to Pu
 
 
 _REGISTRY: dict[str, Callable[..., Potential]] = {
     "lj": _make_lj,
     "mlff": _make_mlff,
+    "chgnet": _make_chgnet,
     "buckingham_dsf": _make_buckingham_dsf,
     "sum": _make_sum,
 }
@@ -125,8 +143,10 @@ def make_potential(name: str, **params: Any) -> Potential:
             ``charges``/``pairs`` then override) or ``"sum"`` (:class:`SumPotential`; ``terms=`` a
             list of ``{"name": ..., **params}``) or ``"mlff"`` (a built-in ML force field:
             ``model=`` a shipped name such as ``"lips-v0"`` or a ``.pt`` file, ``compile=`` use
-            ``torch.compile``-d kernels, ``dtype=`` ``"float32"``/``"float64"``, ``members=``
-            a subset of a committee's members).
+            ``torch.compile``-d kernels, with the pair passes in hand-written C++ on CPU unless
+            ``pair_kernels=`` ``"torch"``, ``dtype=`` ``"float32"``/``"float64"``, ``members=``
+            a subset of a committee's members) or ``"chgnet"`` (the pretrained CHGNet teacher on
+            one rank: ``threads=`` torch threads, ``model_path=`` a fine-tuned checkpoint).
         **params: constructor arguments, units as documented by each class (Å, eV, e).
 
     Raises:

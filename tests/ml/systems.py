@@ -63,6 +63,7 @@ def make_model(
     mixing: str = "neighbour",
     core: tuple[float, float] = (0.0, 0.0),
     radial_floor: float = 0.0,
+    n_radial: int = 6,
 ) -> MomentPotential:
     """A small Li/P/S model whose features are standardised on a random cell, so that the random
     network is far from linear (a meaningful test subject)."""
@@ -71,7 +72,7 @@ def make_model(
     spec = ModelSpec(
         species=(LI, P, S),
         cutoff=cutoff,
-        n_radial=6,
+        n_radial=n_radial,
         lmax=lmax,
         channels=channels,
         four_body=four_body,
