@@ -350,11 +350,13 @@ class PairBasis:
 
 
 class SlotPairs(NamedTuple):
-    """The pairs for the C++ force pass: ``slot`` ``[P]`` and ``rij`` ``[P, 3]`` (the basis is
-    recomputed from ``rij``; nothing else per pair is kept)."""
+    """The pairs for the C++ force pass: ``slot`` ``[P]``, ``rij`` ``[P, 3]`` and the moment pass's
+    per-pair basis (``[P, 2N + 4 n_ang + 4]``, ~250 bytes per pair), or an empty ``cache`` above
+    :attr:`MomentPotential.basis_memory`, when the force pass recomputes it from ``rij``."""
 
     slot: torch.Tensor
     rij: torch.Tensor
+    cache: torch.Tensor  # the moment pass's per-pair basis, or empty (recomputed)
 
 
 class MomentPotential(Potential):
@@ -935,12 +937,10 @@ class MomentPotential(Potential):
         ``grad_slots`` is ``∂E/∂A`` per slot (:meth:`slot_gradients`); ``gradient`` replaces
         :meth:`pair_gradient` (its compiled version).
         """
-        if isinstance(basis, SlotPairs):  # the C++ kernels: nothing per pair is stored, one call
-            slot, rij = basis
-            f, g = self._cpp.pair_forces(
-                grad_slots.contiguous(), rij, slot, i, j, n_rows, *self._basis_args()
+        if isinstance(basis, SlotPairs):  # the C++ kernels: one call
+            return self._cpp.pair_forces(
+                grad_slots.contiguous(), basis.rij, basis.slot, basis.cache, i, j, n_rows, *self._basis_args()
             )
-            return f, g
         gradient = gradient or self.pair_gradient
         per_pair = grad_slots.shape[1]
         step = max(1, self.pair_chunk // max(per_pair, 1))
@@ -1066,8 +1066,10 @@ class MomentPotential(Potential):
             return self._compiled["moments"](rij, i, j, types, n_centres)
         t = self.spec.n_types
         rij = rij.contiguous()
-        a, slot = self._cpp.moments(rij, i, j, types, n_centres, t, *self._basis_args())
-        return a.view(n_centres, t * self.spec.n_radial, self.spec.n_angular), SlotPairs(slot, rij)
+        nr, na = self.spec.n_radial, self.spec.n_angular
+        keep = rij.shape[0] * (2 * nr + 4 * na + 4) * rij.element_size() <= self.basis_memory
+        a, slot, cache = self._cpp.moments(rij, i, j, types, n_centres, t, *self._basis_args(), keep)
+        return a.view(n_centres, t * nr, na), SlotPairs(slot, rij, cache)
 
     def _types(self, species: torch.Tensor) -> torch.Tensor:
         return self.type_of_z[species]

@@ -44,7 +44,10 @@ def test_pair_kernels_equal_the_torch_kernels(ext, variant, dtype):
     tol = {"rtol": 1e-11, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-5}
     n = st.n_atoms
     ref_a, basis = model.atomic_moments(rij, i, j, types, n)
-    a, slot = ext.moments(rij, i, j, types, n, model.spec.n_types, *model._basis_args())
+    a, slot, cache = ext.moments(rij, i, j, types, n, model.spec.n_types, *model._basis_args(), True)
+    a2, _, empty = ext.moments(rij, i, j, types, n, model.spec.n_types, *model._basis_args(), False)
+    assert torch.equal(a, a2)
+    assert empty.numel() == 0
     torch.testing.assert_close(a.view_as(ref_a), ref_a, **tol)
     assert torch.equal(slot, basis[0])
     assert float(ref_a.abs().max()) > 1e-2
@@ -57,8 +60,11 @@ def test_pair_kernels_equal_the_torch_kernels(ext, variant, dtype):
             dtype=torch.float64,
         ).to(dtype)
         ref_g = model.pair_gradient(grad_slots, *basis)
-        f, g = ext.pair_forces(grad_slots, rij, slot, i, j, n + 3, *model._basis_args())
+        f, g = ext.pair_forces(grad_slots, rij, slot, cache, i, j, n + 3, *model._basis_args())
         torch.testing.assert_close(g, ref_g, **tol)
+        f2, g2 = ext.pair_forces(grad_slots, rij, slot, empty, i, j, n + 3, *model._basis_args())
+        assert torch.equal(g2, g)  # the cached basis is the recomputed one, bit for bit
+        assert torch.equal(f2, f)
         ref_f = torch.zeros((n + 3, members, 3), dtype=dtype).index_add(0, i, ref_g).index_add(0, j, -ref_g)
         torch.testing.assert_close(f, ref_f, **tol)
         assert f[n:].abs().max() == 0  # rows no pair touches
@@ -76,19 +82,19 @@ def test_threads_split_at_centre_atoms_and_give_identical_moments(ext):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one, _ = ext.moments(rij, i, j, types, *args)
+        one, slot, none = ext.moments(rij, i, j, types, *args, False)
         torch.set_num_threads(2)
-        two, _ = ext.moments(rij, i, j, types, *args)
-        g1 = ext.pair_gradient(one, rij, _, *model._basis_args())
+        two, _, _ = ext.moments(rij, i, j, types, *args, False)
+        g1 = ext.pair_gradient(one, rij, slot, none, *model._basis_args())
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
     perm = torch.randperm(rij.shape[0], generator=torch.Generator().manual_seed(0))
-    shuffled, slot = ext.moments(
-        rij[perm].contiguous(), i[perm].contiguous(), j[perm].contiguous(), types, *args
+    shuffled, slot, _ = ext.moments(
+        rij[perm].contiguous(), i[perm].contiguous(), j[perm].contiguous(), types, *args, False
     )
     torch.testing.assert_close(shuffled, one, rtol=1e-12, atol=1e-13)
-    g2 = ext.pair_gradient(one, rij[perm].contiguous(), slot, *model._basis_args())
+    g2 = ext.pair_gradient(one, rij[perm].contiguous(), slot, none, *model._basis_args())
     assert torch.equal(g2, g1[perm])  # per-pair output: order does not matter
 
 
@@ -113,13 +119,17 @@ def test_bad_input_is_a_clear_error(ext):
     bad_types = types.clone()
     bad_types[j[0]] = 7
     with pytest.raises(RuntimeError, match="has type 7"):
-        ext.moments(rij, i, j, bad_types, st.n_atoms, model.spec.n_types, *args)
-    with pytest.raises(RuntimeError, match="indexes out of range"):
-        ext.moments(rij, i, j, types, int(i.max()), model.spec.n_types, *args)  # a centre beyond n_centres
+        ext.moments(rij, i, j, bad_types, st.n_atoms, model.spec.n_types, *args, False)
+    with pytest.raises(RuntimeError, match="indexes out of range"):  # a centre beyond n_centres
+        ext.moments(rij, i, j, types, int(i.max()), model.spec.n_types, *args, False)
+    none = torch.zeros((0, 1), dtype=model.dtype)
+    g80 = torch.zeros((1000, 80), dtype=model.dtype)
     with pytest.raises(RuntimeError, match="slot of pair 0 out of range"):
-        ext.pair_gradient(torch.zeros((1, 80), dtype=model.dtype), rij, torch.full_like(i, 5), *args)
+        ext.pair_gradient(g80[:1], rij, torch.full_like(i, 5), none, *args)
+    with pytest.raises(RuntimeError, match="cache must be"):
+        ext.pair_gradient(g80, rij, i, torch.ones((3, 4), dtype=model.dtype), *args)
     with pytest.raises(RuntimeError, match="contiguous"):
-        ext.moments(rij.t().contiguous().t(), i, j, types, st.n_atoms, model.spec.n_types, *args)
+        ext.moments(rij.t().contiguous().t(), i, j, types, st.n_atoms, model.spec.n_types, *args, False)
     with pytest.raises(ValueError, match="pair_kernels must be"):
         model.compile_inference(pair_kernels="fortran")
     from ssehpc.potentials import make_potential

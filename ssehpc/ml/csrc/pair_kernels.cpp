@@ -23,6 +23,7 @@ namespace {
 constexpr int kMaxRadial = 32;
 constexpr int kMaxAng = 20;  // lmax <= 3
 constexpr int kMaxMembers = 64;
+constexpr int64_t kPairGrain = 16384;  // pairs per thread at least: fork/join costs ~10 us
 
 // Model constants of the pair basis.
 struct Basis {
@@ -126,7 +127,7 @@ std::vector<int64_t> centre_aligned_bounds(const int64_t* i, int64_t P, int part
   std::vector<int64_t> b{0};
   bool sorted = true;
   for (int64_t p = 1; p < P && sorted; ++p) sorted = i[p] >= i[p - 1];
-  if (sorted && parts > 1 && P >= 4096) {
+  if (sorted && parts > 1 && P >= 2 * kPairGrain) {
     for (int t = 1; t < parts; ++t) {
       int64_t p = P * t / parts;
       if (p <= b.back()) continue;
@@ -145,20 +146,35 @@ void check_pairs(const torch::Tensor& rij, const torch::Tensor& idx, const char*
               what, " must be a contiguous int64 [P] tensor");
 }
 
-template <typename T, int N, int NA>
-void moments_impl(const Basis& bs, const T* x, const int64_t* slot, T* out, const std::vector<int64_t>& bounds) {
-  const PairBasis<T, N, NA, false> pb(bs);
+// Per-pair cache layout (T): B/Nbar [N], B'/Nbar [N], Y [NA], dY/du [NA][3], u [3], 1/r.
+inline int64_t cache_width(int n_radial, int n_ang) { return 2 * n_radial + 4 * n_ang + 4; }
+
+template <typename T, int N, int NA, bool CACHE>
+void moments_impl(const Basis& bs, const T* x, const int64_t* slot, T* out, T* cache,
+                  const std::vector<int64_t>& bounds) {
+  const PairBasis<T, N, NA, CACHE> pb(bs);
   const int nr = pb.n_radial, na = pb.n_ang, w = nr * na;
+  const int64_t cw = cache_width(nr, na);
   at::parallel_for(0, static_cast<int64_t>(bounds.size()) - 1, 1, [&](int64_t t0, int64_t t1) {
-    T u[3], b[kMaxRadial], y[kMaxAng];
+    T u[3], b[kMaxRadial], db[kMaxRadial], y[kMaxAng], dy[kMaxAng][3];
     for (int64_t t = t0; t < t1; ++t) {
       for (int64_t p = bounds[t]; p < bounds[t + 1]; ++p) {
-        pb.eval(x + 3 * p, u, b, nullptr, y, nullptr);
+        const T ir = pb.eval(x + 3 * p, u, b, db, y, dy);
         T* row = out + slot[p] * w;
         for (int n = 0; n < (N ? N : nr); ++n) {
           const T bn = b[n];
           T* dst = row + n * (NA ? NA : na);
           for (int k = 0; k < (NA ? NA : na); ++k) dst[k] += bn * y[k];
+        }
+        if (CACHE) {
+          T* c = cache + p * cw;
+          for (int n = 0; n < (N ? N : nr); ++n) { c[n] = b[n]; c[nr + n] = db[n]; }
+          c += 2 * nr;
+          for (int k = 0; k < (NA ? NA : na); ++k) c[k] = y[k];
+          c += na;
+          for (int k = 0; k < (NA ? NA : na); ++k) { c[3 * k] = dy[k][0]; c[3 * k + 1] = dy[k][1]; c[3 * k + 2] = dy[k][2]; }
+          c += 3 * na;
+          c[0] = u[0]; c[1] = u[1]; c[2] = u[2]; c[3] = ir;
         }
       }
     }
@@ -166,16 +182,28 @@ void moments_impl(const Basis& bs, const T* x, const int64_t* slot, T* out, cons
 }
 
 template <typename T, int N, int NA, int MM>
-void gradient_impl(const Basis& bs, const T* x, const int64_t* slot, const T* G, int64_t M_, int64_t P, T* out) {
+void gradient_impl(const Basis& bs, const T* x, const int64_t* slot, const T* G, int64_t M_, int64_t P, T* out,
+                   const T* cache) {
   const PairBasis<T, N, NA, true> pb(bs);
   const int nr = pb.n_radial, na = pb.n_ang;
-  const int64_t M = MM ? MM : M_;
-  at::parallel_for(0, P, 512, [&](int64_t p0, int64_t p1) {
-    T u[3], b[kMaxRadial], db[kMaxRadial], y[kMaxAng], dy[kMaxAng][3];
+  const int64_t M = MM ? MM : M_, cw = cache_width(nr, na);
+  at::parallel_for(0, P, kPairGrain, [&](int64_t p0, int64_t p1) {
+    T u_[3], b_[kMaxRadial], db_[kMaxRadial], y_[kMaxAng], dy_[kMaxAng][3];
     T h0[kMaxMembers * kMaxAng], h1[kMaxMembers * kMaxAng];
     const int64_t mk = M * (NA ? NA : na);
     for (int64_t p = p0; p < p1; ++p) {
-      const T ir = pb.eval(x + 3 * p, u, b, db, y, dy);
+      const T *b, *db, *y, (*dy)[3], *u;
+      T ir;
+      if (cache) {  // stored by the moment pass
+        const T* c = cache + p * cw;
+        b = c; db = c + nr; y = c + 2 * nr;
+        dy = reinterpret_cast<const T(*)[3]>(c + 2 * nr + na);
+        u = c + 2 * nr + 4 * na;
+        ir = u[3];
+      } else {
+        ir = pb.eval(x + 3 * p, u_, b_, db_, y_, dy_);
+        b = b_; db = db_; y = y_; dy = dy_; u = u_;
+      }
       const T* gs = G + slot[p] * ((N ? N : nr) * mk);
       for (int64_t q = 0; q < mk; ++q) { h0[q] = T(0); h1[q] = T(0); }
       for (int n = 0; n < (N ? N : nr); ++n) {
@@ -217,12 +245,13 @@ void dispatch_shape(const Basis& bs, F&& f) {
 
 }  // namespace
 
-// (A [n_centres * T, N * n_ang], slot [P]): A sums B_n(r) Y_k(u) / Nbar over the pairs of each
-// slot s = i * T + types[j]; i < n_centres.
+// (A [n_centres * T, N * n_ang], slot [P], cache): A sums B_n(r) Y_k(u) / Nbar over the pairs of each
+// slot s = i * T + types[j]; i < n_centres.  With ``cache`` the per-pair basis is kept ([P, 2N + 4 n_ang
+// + 4]) for the force pass, else an empty [0, .] tensor (the force pass recomputes it).
 std::vector<torch::Tensor> moments(const torch::Tensor& rij, const torch::Tensor& i, const torch::Tensor& j,
                                    const torch::Tensor& types, int64_t n_centres, int64_t n_types, int64_t n_radial,
                                    const torch::Tensor& exps, const torch::Tensor& coef, double cutoff, double floor,
-                                   double avg_neighbors) {
+                                   double avg_neighbors, bool cache) {
   check_pairs(rij, i, "i");
   check_pairs(rij, j, "j");
   TORCH_CHECK(types.dtype() == torch::kInt64 && types.is_contiguous() && types.device().is_cpu(),
@@ -242,19 +271,25 @@ std::vector<torch::Tensor> moments(const torch::Tensor& rij, const torch::Tensor
   }
   auto a = torch::zeros({n_centres * n_types, static_cast<int64_t>(bs.n_radial) * bs.n_ang}, rij.options());
   const auto bounds = centre_aligned_bounds(i.data_ptr<int64_t>(), P, at::get_num_threads());
+  auto store = torch::empty({cache ? P : 0, cache_width(bs.n_radial, bs.n_ang)}, rij.options());
   AT_DISPATCH_FLOATING_TYPES(rij.scalar_type(), "ssehpc_moments", [&] {
     dispatch_shape(bs, [&](auto n, auto na) {
-      moments_impl<scalar_t, decltype(n)::value, decltype(na)::value>(
-          bs, rij.data_ptr<scalar_t>(), slot.data_ptr<int64_t>(), a.data_ptr<scalar_t>(), bounds);
+      constexpr int kN = decltype(n)::value, kNA = decltype(na)::value;
+      scalar_t *px = rij.data_ptr<scalar_t>(), *pa = a.data_ptr<scalar_t>();
+      if (cache) {
+        moments_impl<scalar_t, kN, kNA, true>(bs, px, slot.data_ptr<int64_t>(), pa, store.data_ptr<scalar_t>(), bounds);
+      } else {
+        moments_impl<scalar_t, kN, kNA, false>(bs, px, slot.data_ptr<int64_t>(), pa, nullptr, bounds);
+      }
     });
   });
-  return {a, slot};
+  return {a, slot, store};
 }
 
 // g [P, M, 3] = dE/dr_ij for slot gradients G [n_slots, N * M * n_ang] (M members, or 1: the mean).
 torch::Tensor pair_gradient(const torch::Tensor& grad_slots, const torch::Tensor& rij, const torch::Tensor& slot,
-                            int64_t n_radial, const torch::Tensor& exps, const torch::Tensor& coef, double cutoff,
-                            double floor, double avg_neighbors) {
+                            const torch::Tensor& cache, int64_t n_radial, const torch::Tensor& exps,
+                            const torch::Tensor& coef, double cutoff, double floor, double avg_neighbors) {
   check_pairs(rij, slot, "slot");
   const Basis bs = make_basis(n_radial, exps, coef, cutoff, floor, avg_neighbors);
   TORCH_CHECK(grad_slots.dim() == 2 && grad_slots.is_contiguous() && grad_slots.scalar_type() == rij.scalar_type(),
@@ -265,6 +300,10 @@ torch::Tensor pair_gradient(const torch::Tensor& grad_slots, const torch::Tensor
   TORCH_CHECK(M >= 1 && M <= kMaxMembers, "1..", kMaxMembers, " members");
   const int64_t* ps = slot.data_ptr<int64_t>();
   for (int64_t p = 0; p < P; ++p) TORCH_CHECK(ps[p] >= 0 && ps[p] < n_slots, "slot of pair ", p, " out of range");
+  const bool cached = cache.numel() > 0;
+  TORCH_CHECK(!cached || (cache.dim() == 2 && cache.size(0) == P && cache.size(1) == cache_width(bs.n_radial, bs.n_ang) &&
+                          cache.is_contiguous() && cache.scalar_type() == rij.scalar_type()),
+              "cache must be the moment pass's [P, 2N + 4 n_ang + 4] basis of these pairs");
   auto g = torch::empty({P, M, 3}, rij.options());
   AT_DISPATCH_FLOATING_TYPES(rij.scalar_type(), "ssehpc_pair_gradient", [&] {
     dispatch_shape(bs, [&](auto n, auto na) {
@@ -272,10 +311,11 @@ torch::Tensor pair_gradient(const torch::Tensor& grad_slots, const torch::Tensor
       const scalar_t* pG = grad_slots.data_ptr<scalar_t>();
       scalar_t* pg = g.data_ptr<scalar_t>();
       const scalar_t* px = rij.data_ptr<scalar_t>();
+      const scalar_t* pc = cached ? cache.data_ptr<scalar_t>() : nullptr;
       if (M == 1 && kNA) {  // the MD force (member mean): fully unrolled
-        gradient_impl<scalar_t, kN, kNA, 1>(bs, px, ps, pG, M, P, pg);
+        gradient_impl<scalar_t, kN, kNA, 1>(bs, px, ps, pG, M, P, pg, pc);
       } else {
-        gradient_impl<scalar_t, kN, kNA, 0>(bs, px, ps, pG, M, P, pg);
+        gradient_impl<scalar_t, kN, kNA, 0>(bs, px, ps, pG, M, P, pg, pc);
       }
     });
   });
@@ -319,12 +359,13 @@ std::vector<torch::Tensor> cutoff_pairs(const torch::Tensor& x, const torch::Ten
 // (forces [n_rows, M, 3], g [P, M, 3]): F_i += g_ij, F_j -= g_ij (serial scatter after the
 // parallel pair pass).
 std::vector<torch::Tensor> pair_forces(const torch::Tensor& grad_slots, const torch::Tensor& rij,
-                                       const torch::Tensor& slot, const torch::Tensor& i, const torch::Tensor& j,
-                                       int64_t n_rows, int64_t n_radial, const torch::Tensor& exps,
-                                       const torch::Tensor& coef, double cutoff, double floor, double avg_neighbors) {
+                                       const torch::Tensor& slot, const torch::Tensor& cache, const torch::Tensor& i,
+                                       const torch::Tensor& j, int64_t n_rows, int64_t n_radial,
+                                       const torch::Tensor& exps, const torch::Tensor& coef, double cutoff,
+                                       double floor, double avg_neighbors) {
   check_pairs(rij, i, "i");
   check_pairs(rij, j, "j");
-  auto g = pair_gradient(grad_slots, rij, slot, n_radial, exps, coef, cutoff, floor, avg_neighbors);
+  auto g = pair_gradient(grad_slots, rij, slot, cache, n_radial, exps, coef, cutoff, floor, avg_neighbors);
   const int64_t P = g.size(0), M = g.size(1);
   auto f = torch::zeros({n_rows, M, 3}, g.options());
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "ssehpc_pair_forces", [&] {
