@@ -374,10 +374,13 @@ class MomentPotential(Potential):
     hops = 0
     #: Per-pair gradient entries (pairs × N × K × n_ang) processed at once in the force pass.
     pair_chunk: int = 1 << 20
-    #: Atoms whose per-atom network runs at once (bounds memory on million-atom domains).
-    atom_chunk: int = 8192
-    #: Bytes the stored pair basis may take (eager inference); above it the basis is recomputed
-    #: chunk by chunk in the force pass instead of kept (:class:`PairBasis`).
+    #: Atoms whose per-atom network runs at once in inference: bounds memory on million-atom
+    #: domains, and keeps the ``[K, C, C, n]`` gram intermediates in a core's L2 cache (1,536
+    #: atoms, K = 4, one thread: the compiled force call 18.8 → 17.3 ms with 384 instead of
+    #: 8,192; K = 1 unchanged; cells below 384 atoms run in one block as before).
+    atom_chunk: int = 384
+    #: Bytes the stored pair basis may take (eager inference and the C++ kernels); above it the
+    #: basis is recomputed in the force pass instead of kept (:class:`PairBasis`, :class:`SlotPairs`).
     basis_memory: int = 512 << 20
 
     def __init__(self, spec: ModelSpec, *, seed: int = 0) -> None:

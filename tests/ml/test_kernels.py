@@ -53,7 +53,7 @@ def test_pair_kernels_equal_the_torch_kernels(ext, variant, dtype):
     assert float(ref_a.abs().max()) > 1e-2
     # Slot gradients of K members, and of one (the member mean).
     gen = torch.Generator().manual_seed(1)
-    for members in (3, 1):
+    for members in (4, 3, 1):  # 4 and 1: the unrolled kernels; 3: the generic one
         grad_slots = torch.randn(
             (n * model.spec.n_types, basis[1].shape[1] * members * model.spec.n_angular),
             generator=gen,

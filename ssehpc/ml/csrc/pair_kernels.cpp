@@ -314,6 +314,8 @@ torch::Tensor pair_gradient(const torch::Tensor& grad_slots, const torch::Tensor
       const scalar_t* pc = cached ? cache.data_ptr<scalar_t>() : nullptr;
       if (M == 1 && kNA) {  // the MD force (member mean): fully unrolled
         gradient_impl<scalar_t, kN, kNA, 1>(bs, px, ps, pG, M, P, pg, pc);
+      } else if (M == 4 && kNA) {  // member forces of the shipped 4-member committee
+        gradient_impl<scalar_t, kN, kNA, 4>(bs, px, ps, pG, M, P, pg, pc);
       } else {
         gradient_impl<scalar_t, kN, kNA, 0>(bs, px, ps, pG, M, P, pg, pc);
       }
