@@ -688,18 +688,22 @@ def resolve_structure_paths(structure: Any, base: Path) -> Any:
 
 
 def resolve_potential_paths(potential: PotentialSpec, base: Path) -> PotentialSpec:
-    """``potential`` with a relative ``mlff`` model file made absolute against ``base`` (a shipped
-    model name is left alone; the same object when nothing changes)."""
+    """``potential`` with a relative ``mlff`` model file (or ``chgnet`` ``model_path``) made absolute
+    against ``base`` (a shipped model name is left alone; the same object when nothing changes)."""
     from ssehpc.ml.shipped import SHIPPED_MODELS
 
     model = potential.params.get("model")
+    name = potential.name.strip().lower()
     if (
-        potential.name.strip().lower() == "mlff"
+        name == "mlff"
         and isinstance(model, str)
         and model.strip().lower() not in SHIPPED_MODELS
         and not Path(model).expanduser().is_absolute()
     ):
         return potential.model_copy(update={"params": {**potential.params, "model": str(base / model)}})
+    path = potential.params.get("model_path")  # a fine-tuned teacher checkpoint
+    if name == "chgnet" and isinstance(path, str) and not Path(path).expanduser().is_absolute():
+        return potential.model_copy(update={"params": {**potential.params, "model_path": str(base / path)}})
     return potential
 
 

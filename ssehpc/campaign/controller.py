@@ -194,13 +194,13 @@ def check_systems(
     for chain in plan.chains:
         first.setdefault(chain.runs[0].system, chain)
     any_chain = plan.chains[0]
-    potentials: dict[str, Any] = {}  # one per distinct stage potential
+    potentials: dict[str, Any] = {}  # one (stage spec, potential) per distinct stage potential
     for run in any_chain.runs:
         md = run.mdspec()
         key = json.dumps(md.potential.model_dump(mode="json"), sort_keys=True)
         if key not in potentials:
-            potentials[key] = build_potential(md)
-        _check_screening(md, potentials[key])
+            potentials[key] = (md, build_potential(md))
+        _check_screening(md, potentials[key][1])
         build_integrator(md)
     errors = {}
     for system_id in sorted(system_ids):
@@ -210,8 +210,8 @@ def check_systems(
             if sizes is not None:
                 sizes[system_id] = len(atoms)
             state = atoms_to_state(atoms, dtype=md.torch_dtype)
-            for potential in potentials.values():
-                build_forces(md, potential, state)
+            for stage_md, potential in potentials.values():  # errors name the stage's potential
+                build_forces(stage_md, potential, state)
         except (SpecError, StructureError) as exc:  # messages that name the problem themselves
             errors[system_id] = " ".join(str(exc).split())
         except Exception as exc:

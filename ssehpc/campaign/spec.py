@@ -2,7 +2,7 @@
 
 A campaign is systems (structures, optionally expanded over a parameter grid) × temperatures ×
 replicas, each replica running an ordered list of stages (e.g. melt → quench → production),
-all with one potential, written into one Zarr store.  Example (``examples/campaign_lj.yaml``)::
+with one potential (a stage may name its own), written into one Zarr store.  Example (``examples/campaign_lj.yaml``)::
 
     name: lj-demo
     store: lj_campaign.zarr                # relative paths are relative to the spec file

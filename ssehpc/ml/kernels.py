@@ -2,9 +2,10 @@
 
 The two per-pair passes of a force evaluation — the atomic moments ``A`` (scatter of
 ``B_n(r) Y_k(û)`` into the slots) and the pair gradient ``g_ij`` from ``G = ∂E/∂A`` — are single
-loops over the pairs in ``csrc/pair_kernels.cpp``: no per-pair basis is stored, ``sin(nπr/r_c)``
-comes from a Chebyshev recurrence (one sine and cosine per pair), and threads split the pairs
-at atom boundaries.  ``torch.compile`` (inductor) turns the same two passes into strided scalar
+loops over the pairs in ``csrc/pair_kernels.cpp``: ``sin(nπr/r_c)`` comes from a Chebyshev
+recurrence (one sine and cosine per pair), the moment pass may keep the per-pair basis for the
+force pass (within ``basis_memory``), the moment pass splits the pairs between threads at
+centre-atom boundaries and the force pass per pair, each only above ``min_pairs`` pairs per thread.  ``torch.compile`` (inductor) turns the same two passes into strided scalar
 scatters with an integer division per element; at ~200 atoms they were ~60 % of a committee
 force call (``docs/performance.md`` §4).
 
@@ -48,18 +49,26 @@ def load() -> Any:
             build_error = "disabled by SSEHPC_CPP_KERNELS=0"
         else:
             try:
+                import hashlib
+                import sys
+
+                import torch
                 from torch.utils.cpp_extension import load_inline
 
                 source = _SOURCE.read_text()
-                # The source's hash is part of the name, so an edited kernel never meets a stale build.
-                import hashlib
-
-                tag = hashlib.sha256(source.encode()).hexdigest()[:12]
+                flags = ["-O3", "-fopenmp"]
+                # The name hashes the source, the flags and the torch build it links against, so an
+                # edited kernel never meets a stale build and two environments sharing one
+                # TORCH_EXTENSIONS_DIR (a checkout and a CI venv) never rebuild each other's.
+                key = "\0".join(
+                    [source, torch.__version__, str(Path(torch.__file__).parent), sys.version, *flags]
+                )
+                tag = hashlib.sha256(key.encode()).hexdigest()[:12]
                 _module = load_inline(
                     name=f"ssehpc_pair_kernels_{tag}",
                     cpp_sources=[source],
                     functions=["moments", "pair_gradient", "pair_forces", "cutoff_pairs"],
-                    extra_cflags=["-O3", "-fopenmp"],
+                    extra_cflags=flags,
                     extra_ldflags=["-fopenmp"],
                     verbose=False,
                 )

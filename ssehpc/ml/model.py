@@ -374,11 +374,15 @@ class MomentPotential(Potential):
     hops = 0
     #: Per-pair gradient entries (pairs × N × K × n_ang) processed at once in the force pass.
     pair_chunk: int = 1 << 20
-    #: Atoms whose per-atom network runs at once in inference: bounds memory on million-atom
+    #: Atoms whose per-atom network runs at once in CPU inference: bounds memory on million-atom
     #: domains, and keeps the ``[K, C, C, n]`` gram intermediates in a core's L2 cache (1,536
     #: atoms, K = 4, one thread: the compiled force call 18.8 → 17.3 ms with 384 instead of
     #: 8,192; K = 1 unchanged; cells below 384 atoms run in one block as before).
     atom_chunk: int = 384
+    #: The same on GPUs (bounds memory only; larger blocks keep kernels busy).
+    atom_chunk_gpu: int = 8192
+    #: Pairs per thread at least before the C++ pair kernels use a second thread (fork/join ~10 µs).
+    cpp_min_pairs: int = 16384
     #: Bytes the stored pair basis may take (eager inference and the C++ kernels); above it the
     #: basis is recomputed in the force pass instead of kept (:class:`PairBasis`, :class:`SlotPairs`).
     basis_memory: int = 512 << 20
@@ -684,7 +688,8 @@ class MomentPotential(Potential):
             network, gradient = self._energy_and_slots, None
         # Large domains: the per-atom network (and its autograd graph, ~30 kB per atom for K = 4)
         # in blocks of atoms; slots are atom-major, so the gradients concatenate in order.
-        step = n_centres if create_graph else max(1, self.atom_chunk)
+        chunk = self.atom_chunk if a.device.type == "cpu" else self.atom_chunk_gpu
+        step = n_centres if create_graph else max(1, chunk)
         parts = [
             network(
                 a[s : s + step],
@@ -942,7 +947,15 @@ class MomentPotential(Potential):
         """
         if isinstance(basis, SlotPairs):  # the C++ kernels: one call
             return self._cpp.pair_forces(
-                grad_slots.contiguous(), basis.rij, basis.slot, basis.cache, i, j, n_rows, *self._basis_args()
+                grad_slots.contiguous(),
+                basis.rij,
+                basis.slot,
+                basis.cache,
+                i,
+                j,
+                n_rows,
+                *self._basis_args(),
+                self.cpp_min_pairs,
             )
         gradient = gradient or self.pair_gradient
         per_pair = grad_slots.shape[1]
@@ -1043,9 +1056,17 @@ class MomentPotential(Potential):
         if pair_kernels != "torch":
             from ssehpc.ml import kernels
 
-            self._cpp = kernels.load()
-            if self._cpp is None and pair_kernels == "cpp":
-                raise RuntimeError(f"the C++ pair kernels cannot be built: {kernels.build_error}")
+            spec = self.spec
+            if spec.n_radial > 32 or spec.n_members > 64 or spec.n_angular > 20:
+                if pair_kernels == "cpp":
+                    raise ValueError(
+                        "the C++ pair kernels need n_radial <= 32, n_members <= 64 and lmax <= 3; got "
+                        f"n_radial={spec.n_radial}, n_members={spec.n_members}, lmax={spec.lmax}"
+                    )
+            else:
+                self._cpp = kernels.load()
+                if self._cpp is None and pair_kernels == "cpp":
+                    raise RuntimeError(f"the C++ pair kernels cannot be built: {kernels.build_error}")
         return self
 
     def _basis_args(self) -> tuple[Any, ...]:
@@ -1071,7 +1092,9 @@ class MomentPotential(Potential):
         rij = rij.contiguous()
         nr, na = self.spec.n_radial, self.spec.n_angular
         keep = rij.shape[0] * (2 * nr + 4 * na + 4) * rij.element_size() <= self.basis_memory
-        a, slot, cache = self._cpp.moments(rij, i, j, types, n_centres, t, *self._basis_args(), keep)
+        a, slot, cache = self._cpp.moments(
+            rij, i, j, types, n_centres, t, *self._basis_args(), keep, self.cpp_min_pairs
+        )
         return a.view(n_centres, t * nr, na), SlotPairs(slot, rij, cache)
 
     def _types(self, species: torch.Tensor) -> torch.Tensor:

@@ -199,11 +199,17 @@ def test_a_stage_potential_is_checked_before_any_compute(tmp_path):
     bad = _two_stage_lj(tmp_path, {"name": "nosuch", "params": {}})
     with pytest.raises(SpecError, match="potential"):
         check_systems(expand(bad), {"ar"})
-    # Committee screening on a stage whose own potential is not a committee.
+    # Committee screening on a stage whose own potential (LJ) is not a committee, while the
+    # campaign's is (the shipped lips committee): checked against the stage's potential.
     data = _two_stage_lj(tmp_path, LJ).model_dump(mode="json")
+    data["potential"] = {"name": "mlff", "params": {"model": "lips"}}
     data["stages"][0]["screening"] = {"trust_lo": 0.1, "trust_hi": 0.3, "stop_after": 5}
-    with pytest.raises(SpecError, match=r"screening\.stop_after: needs a committee"):
+    data["stages"][1]["screening"] = {"trust_lo": 0.1, "trust_hi": 0.3, "stop_after": 5}
+    with pytest.raises(SpecError, match=r"screening\.stop_after: needs a committee .* potential 'lj'"):
         check_systems(expand(CampaignSpec.from_dict(data)), {"ar"})
+    data["stages"][0]["screening"] = False  # the committee stage may screen
+    errors = check_systems(expand(CampaignSpec.from_dict(data)), {"ar"})
+    assert "potential 'mlff'" in errors["ar"]  # Ar is unknown to lips: named by its stage's potential
 
 
 def test_a_teacher_melt_stage_hands_over_to_the_committee(tmp_path):

@@ -44,8 +44,8 @@ def test_pair_kernels_equal_the_torch_kernels(ext, variant, dtype):
     tol = {"rtol": 1e-11, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-5}
     n = st.n_atoms
     ref_a, basis = model.atomic_moments(rij, i, j, types, n)
-    a, slot, cache = ext.moments(rij, i, j, types, n, model.spec.n_types, *model._basis_args(), True)
-    a2, _, empty = ext.moments(rij, i, j, types, n, model.spec.n_types, *model._basis_args(), False)
+    a, slot, cache = ext.moments(rij, i, j, types, n, model.spec.n_types, *model._basis_args(), True, 16384)
+    a2, _, empty = ext.moments(rij, i, j, types, n, model.spec.n_types, *model._basis_args(), False, 16384)
     assert torch.equal(a, a2)
     assert empty.numel() == 0
     torch.testing.assert_close(a.view_as(ref_a), ref_a, **tol)
@@ -60,9 +60,9 @@ def test_pair_kernels_equal_the_torch_kernels(ext, variant, dtype):
             dtype=torch.float64,
         ).to(dtype)
         ref_g = model.pair_gradient(grad_slots, *basis)
-        f, g = ext.pair_forces(grad_slots, rij, slot, cache, i, j, n + 3, *model._basis_args())
+        f, g = ext.pair_forces(grad_slots, rij, slot, cache, i, j, n + 3, *model._basis_args(), 16384)
         torch.testing.assert_close(g, ref_g, **tol)
-        f2, g2 = ext.pair_forces(grad_slots, rij, slot, empty, i, j, n + 3, *model._basis_args())
+        f2, g2 = ext.pair_forces(grad_slots, rij, slot, empty, i, j, n + 3, *model._basis_args(), 16384)
         assert torch.equal(g2, g)  # the cached basis is the recomputed one, bit for bit
         assert torch.equal(f2, f)
         ref_f = torch.zeros((n + 3, members, 3), dtype=dtype).index_add(0, i, ref_g).index_add(0, j, -ref_g)
@@ -70,31 +70,36 @@ def test_pair_kernels_equal_the_torch_kernels(ext, variant, dtype):
         assert f[n:].abs().max() == 0  # rows no pair touches
 
 
-def test_threads_split_at_centre_atoms_and_give_identical_moments(ext):
-    """≥ 4096 pairs, sorted by centre: each thread owns whole centres, so two threads give the
-    bit-identical moments of one; unsorted pairs run serially and agree to round-off."""
+def test_threads_split_at_centre_atoms_and_give_identical_results(ext):
+    """Sorted by centre, the moment pass gives each thread whole centres, so two threads give the
+    bit-identical moments of one (and the force pass, per pair, the identical gradients);
+    unsorted pairs run serially and agree to round-off.  ``min_pairs`` = 64 makes a ~4,600-pair
+    cell use both threads (the model's default, 16,384 pairs per thread, would not)."""
     model = make_model(n_radial=8)
     st, i, j, rij, types = _pairs(model, seed=6, n_formula=48)
     order = torch.argsort(i, stable=True)
     i, j, rij = i[order].contiguous(), j[order].contiguous(), rij[order].contiguous()
-    assert rij.shape[0] >= 4096
+    assert rij.shape[0] >= 4 * 64
     args = (st.n_atoms, model.spec.n_types, *model._basis_args())
     threads = torch.get_num_threads()
+    out = {}
     try:
-        torch.set_num_threads(1)
-        one, slot, none = ext.moments(rij, i, j, types, *args, False)
-        torch.set_num_threads(2)
-        two, _, _ = ext.moments(rij, i, j, types, *args, False)
-        g1 = ext.pair_gradient(one, rij, slot, none, *model._basis_args())
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            a, slot, none = ext.moments(rij, i, j, types, *args, False, 64)
+            g = ext.pair_gradient(a, rij, slot, none, *model._basis_args(), 64)
+            out[n_threads] = (a, g)
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one, two)
+    assert torch.equal(out[1][0], out[2][0])
+    assert torch.equal(out[1][1], out[2][1])
+    one, g1 = out[1]
     perm = torch.randperm(rij.shape[0], generator=torch.Generator().manual_seed(0))
     shuffled, slot, _ = ext.moments(
-        rij[perm].contiguous(), i[perm].contiguous(), j[perm].contiguous(), types, *args, False
+        rij[perm].contiguous(), i[perm].contiguous(), j[perm].contiguous(), types, *args, False, 64
     )
     torch.testing.assert_close(shuffled, one, rtol=1e-12, atol=1e-13)
-    g2 = ext.pair_gradient(one, rij[perm].contiguous(), slot, none, *model._basis_args())
+    g2 = ext.pair_gradient(one, rij[perm].contiguous(), slot, none, *model._basis_args(), 64)
     assert torch.equal(g2, g1[perm])  # per-pair output: order does not matter
 
 
@@ -119,19 +124,24 @@ def test_bad_input_is_a_clear_error(ext):
     bad_types = types.clone()
     bad_types[j[0]] = 7
     with pytest.raises(RuntimeError, match="has type 7"):
-        ext.moments(rij, i, j, bad_types, st.n_atoms, model.spec.n_types, *args, False)
+        ext.moments(rij, i, j, bad_types, st.n_atoms, model.spec.n_types, *args, False, 16384)
     with pytest.raises(RuntimeError, match="indexes out of range"):  # a centre beyond n_centres
-        ext.moments(rij, i, j, types, int(i.max()), model.spec.n_types, *args, False)
+        ext.moments(rij, i, j, types, int(i.max()), model.spec.n_types, *args, False, 16384)
     none = torch.zeros((0, 1), dtype=model.dtype)
     g80 = torch.zeros((1000, 80), dtype=model.dtype)
     with pytest.raises(RuntimeError, match="slot of pair 0 out of range"):
-        ext.pair_gradient(g80[:1], rij, torch.full_like(i, 5), none, *args)
+        ext.pair_gradient(g80[:1], rij, torch.full_like(i, 5), none, *args, 16384)
     with pytest.raises(RuntimeError, match="cache must be"):
-        ext.pair_gradient(g80, rij, i, torch.ones((3, 4), dtype=model.dtype), *args)
+        ext.pair_gradient(g80, rij, i, torch.ones((3, 4), dtype=model.dtype), *args, 16384)
     with pytest.raises(RuntimeError, match="contiguous"):
-        ext.moments(rij.t().contiguous().t(), i, j, types, st.n_atoms, model.spec.n_types, *args, False)
+        ext.moments(
+            rij.t().contiguous().t(), i, j, types, st.n_atoms, model.spec.n_types, *args, False, 16384
+        )
     with pytest.raises(ValueError, match="pair_kernels must be"):
         model.compile_inference(pair_kernels="fortran")
+    with pytest.raises(ValueError, match="need n_radial <= 32"):
+        make_model(n_radial=40).compile_inference(pair_kernels="cpp", backend="eager")
+    assert make_model(n_radial=40).compile_inference(backend="eager")._cpp is None  # auto: torch kernels
     from ssehpc.potentials import make_potential
 
     with pytest.raises(ValueError, match="pair_kernels='cpp' needs compile: true"):

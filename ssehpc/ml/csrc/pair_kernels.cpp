@@ -8,12 +8,13 @@
 //   g_p[m] = u sum_k Y_k sum_n G[s, n, m, k] B'_n / Nbar
 //          + (grad_u p - (u . grad_u p) u) / r,   p(u) = sum_k h_k Y_k(u),  h_k = sum_n G B_n / Nbar
 //
-// One pass over the pairs, nothing per pair is stored; sin(n x) and cos(n x) by the Chebyshev
-// recurrence (one sin/cos per pair), in the tensors' precision.  Pairs sorted by slot row (the neighbour list's
+// One pass over the pairs; sin(n x) and cos(n x) by the Chebyshev recurrence (one sin/cos per
+// pair), in the tensors' precision; the moment pass may keep the per-pair basis for the force pass.  Pairs sorted by slot row (the neighbour list's
 // order) are split between threads at centre-atom boundaries, so the moment scatter needs no atomics.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -23,7 +24,6 @@ namespace {
 constexpr int kMaxRadial = 32;
 constexpr int kMaxAng = 20;  // lmax <= 3
 constexpr int kMaxMembers = 64;
-constexpr int64_t kPairGrain = 16384;  // pairs per thread at least: fork/join costs ~10 us
 
 // Model constants of the pair basis.
 struct Basis {
@@ -123,11 +123,12 @@ struct PairBasis {
 };
 
 // Thread ranges over pairs [0, P) that never split the pairs of one centre atom i (sorted i).
-std::vector<int64_t> centre_aligned_bounds(const int64_t* i, int64_t P, int parts) {
+std::vector<int64_t> centre_aligned_bounds(const int64_t* i, int64_t P, int threads, int64_t min_pairs) {
   std::vector<int64_t> b{0};
   bool sorted = true;
   for (int64_t p = 1; p < P && sorted; ++p) sorted = i[p] >= i[p - 1];
-  if (sorted && parts > 1 && P >= 2 * kPairGrain) {
+  const int64_t parts = std::min<int64_t>(threads, P / std::max<int64_t>(min_pairs, 1));
+  if (sorted && parts > 1) {
     for (int t = 1; t < parts; ++t) {
       int64_t p = P * t / parts;
       if (p <= b.back()) continue;
@@ -183,11 +184,11 @@ void moments_impl(const Basis& bs, const T* x, const int64_t* slot, T* out, T* c
 
 template <typename T, int N, int NA, int MM>
 void gradient_impl(const Basis& bs, const T* x, const int64_t* slot, const T* G, int64_t M_, int64_t P, T* out,
-                   const T* cache) {
+                   const T* cache, int64_t min_pairs) {
   const PairBasis<T, N, NA, true> pb(bs);
   const int nr = pb.n_radial, na = pb.n_ang;
   const int64_t M = MM ? MM : M_, cw = cache_width(nr, na);
-  at::parallel_for(0, P, kPairGrain, [&](int64_t p0, int64_t p1) {
+  at::parallel_for(0, P, std::max<int64_t>(min_pairs, 1), [&](int64_t p0, int64_t p1) {
     T u_[3], b_[kMaxRadial], db_[kMaxRadial], y_[kMaxAng], dy_[kMaxAng][3];
     T h0[kMaxMembers * kMaxAng], h1[kMaxMembers * kMaxAng];
     const int64_t mk = M * (NA ? NA : na);
@@ -251,11 +252,11 @@ void dispatch_shape(const Basis& bs, F&& f) {
 std::vector<torch::Tensor> moments(const torch::Tensor& rij, const torch::Tensor& i, const torch::Tensor& j,
                                    const torch::Tensor& types, int64_t n_centres, int64_t n_types, int64_t n_radial,
                                    const torch::Tensor& exps, const torch::Tensor& coef, double cutoff, double floor,
-                                   double avg_neighbors, bool cache) {
+                                   double avg_neighbors, bool cache, int64_t min_pairs) {
   check_pairs(rij, i, "i");
   check_pairs(rij, j, "j");
-  TORCH_CHECK(types.dtype() == torch::kInt64 && types.is_contiguous() && types.device().is_cpu(),
-              "types must be a contiguous int64 CPU tensor");
+  TORCH_CHECK(types.dtype() == torch::kInt64 && types.is_contiguous() && types.device().is_cpu() && types.dim() == 1,
+              "types must be a contiguous int64 CPU [n] tensor");
   const Basis bs = make_basis(n_radial, exps, coef, cutoff, floor, avg_neighbors);
   const int64_t P = rij.size(0), nt = types.size(0);
   auto slot = torch::empty({P}, i.options());
@@ -270,7 +271,7 @@ std::vector<torch::Tensor> moments(const torch::Tensor& rij, const torch::Tensor
     }
   }
   auto a = torch::zeros({n_centres * n_types, static_cast<int64_t>(bs.n_radial) * bs.n_ang}, rij.options());
-  const auto bounds = centre_aligned_bounds(i.data_ptr<int64_t>(), P, at::get_num_threads());
+  const auto bounds = centre_aligned_bounds(i.data_ptr<int64_t>(), P, at::get_num_threads(), min_pairs);
   auto store = torch::empty({cache ? P : 0, cache_width(bs.n_radial, bs.n_ang)}, rij.options());
   AT_DISPATCH_FLOATING_TYPES(rij.scalar_type(), "ssehpc_moments", [&] {
     dispatch_shape(bs, [&](auto n, auto na) {
@@ -289,11 +290,13 @@ std::vector<torch::Tensor> moments(const torch::Tensor& rij, const torch::Tensor
 // g [P, M, 3] = dE/dr_ij for slot gradients G [n_slots, N * M * n_ang] (M members, or 1: the mean).
 torch::Tensor pair_gradient(const torch::Tensor& grad_slots, const torch::Tensor& rij, const torch::Tensor& slot,
                             const torch::Tensor& cache, int64_t n_radial, const torch::Tensor& exps,
-                            const torch::Tensor& coef, double cutoff, double floor, double avg_neighbors) {
+                            const torch::Tensor& coef, double cutoff, double floor, double avg_neighbors,
+                            int64_t min_pairs) {
   check_pairs(rij, slot, "slot");
   const Basis bs = make_basis(n_radial, exps, coef, cutoff, floor, avg_neighbors);
-  TORCH_CHECK(grad_slots.dim() == 2 && grad_slots.is_contiguous() && grad_slots.scalar_type() == rij.scalar_type(),
-              "grad_slots must be a contiguous [n_slots, N*M*n_ang] tensor of rij's dtype");
+  TORCH_CHECK(grad_slots.device().is_cpu() && grad_slots.dim() == 2 && grad_slots.is_contiguous() &&
+                  grad_slots.scalar_type() == rij.scalar_type(),
+              "grad_slots must be a contiguous CPU [n_slots, N*M*n_ang] tensor of rij's dtype");
   const int64_t P = rij.size(0), w = static_cast<int64_t>(bs.n_radial) * bs.n_ang;
   TORCH_CHECK(grad_slots.size(1) % w == 0, "grad_slots width is not a multiple of N * n_ang");
   const int64_t M = grad_slots.size(1) / w, n_slots = grad_slots.size(0);
@@ -301,7 +304,7 @@ torch::Tensor pair_gradient(const torch::Tensor& grad_slots, const torch::Tensor
   const int64_t* ps = slot.data_ptr<int64_t>();
   for (int64_t p = 0; p < P; ++p) TORCH_CHECK(ps[p] >= 0 && ps[p] < n_slots, "slot of pair ", p, " out of range");
   const bool cached = cache.numel() > 0;
-  TORCH_CHECK(!cached || (cache.dim() == 2 && cache.size(0) == P && cache.size(1) == cache_width(bs.n_radial, bs.n_ang) &&
+  TORCH_CHECK(!cached || (cache.device().is_cpu() && cache.dim() == 2 && cache.size(0) == P && cache.size(1) == cache_width(bs.n_radial, bs.n_ang) &&
                           cache.is_contiguous() && cache.scalar_type() == rij.scalar_type()),
               "cache must be the moment pass's [P, 2N + 4 n_ang + 4] basis of these pairs");
   auto g = torch::empty({P, M, 3}, rij.options());
@@ -313,11 +316,11 @@ torch::Tensor pair_gradient(const torch::Tensor& grad_slots, const torch::Tensor
       const scalar_t* px = rij.data_ptr<scalar_t>();
       const scalar_t* pc = cached ? cache.data_ptr<scalar_t>() : nullptr;
       if (M == 1 && kNA) {  // the MD force (member mean): fully unrolled
-        gradient_impl<scalar_t, kN, kNA, 1>(bs, px, ps, pG, M, P, pg, pc);
+        gradient_impl<scalar_t, kN, kNA, 1>(bs, px, ps, pG, M, P, pg, pc, min_pairs);
       } else if (M == 4 && kNA) {  // member forces of the shipped 4-member committee
-        gradient_impl<scalar_t, kN, kNA, 4>(bs, px, ps, pG, M, P, pg, pc);
+        gradient_impl<scalar_t, kN, kNA, 4>(bs, px, ps, pG, M, P, pg, pc, min_pairs);
       } else {
-        gradient_impl<scalar_t, kN, kNA, 0>(bs, px, ps, pG, M, P, pg, pc);
+        gradient_impl<scalar_t, kN, kNA, 0>(bs, px, ps, pG, M, P, pg, pc, min_pairs);
       }
     });
   });
@@ -331,8 +334,8 @@ std::vector<torch::Tensor> cutoff_pairs(const torch::Tensor& x, const torch::Ten
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.size(1) == 3 && x.is_contiguous(),
               "positions must be a contiguous CPU [n, 3] tensor");
   TORCH_CHECK(i.dtype() == torch::kInt64 && j.dtype() == torch::kInt64 && i.is_contiguous() && j.is_contiguous() &&
-                  i.size(0) == j.size(0),
-              "i and j must be contiguous int64 tensors of one length");
+                  i.device().is_cpu() && j.device().is_cpu() && i.dim() == 1 && j.dim() == 1 && i.size(0) == j.size(0),
+              "i and j must be contiguous int64 CPU [P] tensors of one length");
   const int64_t L = i.size(0), n = x.size(0);
   auto keep = torch::empty({L}, i.options());
   auto rij_full = torch::empty({L, 3}, x.options());
@@ -364,10 +367,10 @@ std::vector<torch::Tensor> pair_forces(const torch::Tensor& grad_slots, const to
                                        const torch::Tensor& slot, const torch::Tensor& cache, const torch::Tensor& i,
                                        const torch::Tensor& j, int64_t n_rows, int64_t n_radial,
                                        const torch::Tensor& exps, const torch::Tensor& coef, double cutoff,
-                                       double floor, double avg_neighbors) {
+                                       double floor, double avg_neighbors, int64_t min_pairs) {
   check_pairs(rij, i, "i");
   check_pairs(rij, j, "j");
-  auto g = pair_gradient(grad_slots, rij, slot, cache, n_radial, exps, coef, cutoff, floor, avg_neighbors);
+  auto g = pair_gradient(grad_slots, rij, slot, cache, n_radial, exps, coef, cutoff, floor, avg_neighbors, min_pairs);
   const int64_t P = g.size(0), M = g.size(1);
   auto f = torch::zeros({n_rows, M, 3}, g.options());
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "ssehpc_pair_forces", [&] {
