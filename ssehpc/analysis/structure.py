@@ -17,7 +17,9 @@ short vectors (bonds, sites, neighbourhoods) take the minimum image.
 * :func:`hop_rotation_correlation` — P(a unit within r_c of a hopping ion rotates within ±Δt)
   against the same probability with each unit's rotation times circularly shifted at random
   (seeded), and the cross-correlation of the hop and rotation rates in time (paddle wheel);
-* :func:`site_occupancy` — ions per reference site (first frame or given fractional sites).
+* :func:`site_occupancy` — ions per reference site (first frame or given fractional sites);
+* :func:`self_relaxation` — F_s(q, t), the α-relaxation time and the MSD exponent of one species
+  with the centre-of-mass drift removed (did a melt melt: has the PS₄ network relaxed?).
 
 :func:`analyze_run` runs all of it; :func:`to_datasets` / :func:`write_structure_analysis` store it
 as xarray datasets under ``analysis/structure/<run_id>/`` of the store.
@@ -519,6 +521,118 @@ def rotational_acf(
     return RotationACF(time[:k], c1[:k], c2[:k], _tau(time[:k], c1[:k]), _tau(time[:k], c2[:k]), m)
 
 
+# ---------------------------------------------------------------------- melt relaxation
+@dataclass
+class SelfRelaxation:
+    """Self motion of one species with the centre-of-mass drift removed: is a melt a liquid?
+
+    Attributes:
+        species: element.
+        q: wave number of F_s, Å⁻¹.
+        time_fs: ``[L]`` lag times, fs.
+        fs: ``[L]`` self-intermediate scattering function F_s(q, t) = ⟨sin(q|Δr|)/(q|Δr|)⟩ (isotropic
+            average over directions, atoms and time origins).
+        msd: ``[L]`` mean squared displacement, Å².
+        tau_alpha_fs: structural (α) relaxation time, the lag where F_s falls to 1/e (linear
+            interpolation), fs; NaN when it does not within the lags computed.
+        alpha: MSD exponent d ln MSD / d ln t fitted over the second half of the lags (1: diffusive,
+            < 1: caged / sub-diffusive).
+        d_cm2_s: MSD slope / 6 over the second half of the lags, cm²/s (meaningful when alpha ≈ 1).
+        n_atoms: atoms of the species.
+        duration_fs: time covered by the frames, fs.
+    """
+
+    species: str
+    q: float
+    time_fs: np.ndarray
+    fs: np.ndarray
+    msd: np.ndarray
+    tau_alpha_fs: float
+    alpha: float
+    d_cm2_s: float
+    n_atoms: int
+    duration_fs: float
+
+    @property
+    def relaxed(self) -> bool:
+        """F_s decayed below 1/e at a lag of at most a third of the run: the species' structure
+        relaxed (for the network former of a melt: the melt is a liquid) several times over."""
+        return math.isfinite(self.tau_alpha_fs) and self.tau_alpha_fs <= self.duration_fs / 3.0
+
+
+def self_relaxation(
+    traj: Trajectory,
+    species: str,
+    *,
+    q: float | None = None,
+    max_lag: int | None = None,
+    max_origins: int = 200,
+) -> SelfRelaxation:
+    """F_s(q, t), τ_α and the drift-free MSD of ``species`` (unwrapped positions needed).
+
+    The whole system's centre-of-mass displacement is subtracted frame by frame (a Langevin
+    thermostat lets it wander by Å over tens of ps, which would look like diffusion).
+
+    Args:
+        traj: equally spaced, unwrapped frames.
+        species: element to follow (e.g. P, the network former of a thiophosphate melt).
+        q: wave number, Å⁻¹ (default 2π / first peak of g_aa of the species, from the RDF of the
+            first and last frames: the length over which its neighbour shell rearranges).
+        max_lag: largest lag in frames (default half the frames).
+        max_origins: time origins per lag, evenly spaced (bounds the cost on long runs).
+    """
+    from ase.data import atomic_masses, atomic_numbers
+
+    idx = traj.indices(species)
+    if traj.n_frames < 3:
+        raise AnalysisError(f"run {traj.run_id!r}: relaxation needs at least 3 frames")
+    masses = np.array([atomic_masses[atomic_numbers[x]] for x in traj.symbols])
+    com = (traj.positions * masses[None, :, None]).sum(axis=1) / masses.sum()
+    x = traj.positions[:, idx] - com[:, None, :]
+    if q is None:
+        ends = Trajectory(
+            traj.symbols, traj.positions[[0, -1]], traj.cells[[0, -1]], traj.time_fs[[0, -1]], traj.run_id
+        )
+        r_pk = rdf(ends, [(species, species)]).r_peak.get((species, species), math.nan)
+        if not math.isfinite(r_pk):
+            raise AnalysisError(f"run {traj.run_id!r}: no {species}-{species} RDF peak to set q; give q")
+        q = 2.0 * math.pi / r_pk
+    if not q > 0:
+        raise AnalysisError(f"q must be positive (1/Å), got {q}")
+    t = traj.n_frames
+    k_max = max(2, t // 2) if max_lag is None else max(1, min(t - 1, max_lag))
+    dt = traj.dt_fs
+    lags = np.arange(k_max + 1)
+    fs = np.ones(len(lags))
+    msd = np.zeros(len(lags))
+    for k in lags[1:]:
+        n_orig = t - k
+        origins = np.unique(np.linspace(0, n_orig - 1, min(n_orig, max_origins)).round().astype(int))
+        d = np.linalg.norm(x[origins + k] - x[origins], axis=-1)
+        qd = q * d
+        fs[k] = float(np.where(qd > 1e-8, np.sin(qd) / np.where(qd > 1e-8, qd, 1.0), 1.0).mean())
+        msd[k] = float((d * d).mean())
+    time = lags * dt
+    below = np.flatnonzero(fs < 1.0 / math.e)
+    if below.size:
+        b = int(below[0])
+        f0, f1 = fs[b - 1], fs[b]
+        tau = float(time[b - 1] + (f0 - 1.0 / math.e) / (f0 - f1) * (time[b] - time[b - 1]))
+    else:
+        tau = math.nan
+    half = slice(max(1, len(lags) // 2), len(lags))
+    tt, mm = time[half], msd[half]
+    ok = mm > 0
+    if ok.sum() >= 2:
+        alpha = float(np.polyfit(np.log(tt[ok]), np.log(mm[ok]), 1)[0])
+        slope = float(np.polyfit(tt, mm, 1)[0])
+    else:
+        alpha, slope = math.nan, math.nan
+    return SelfRelaxation(
+        species, float(q), time, fs, msd, tau, alpha, slope / 6.0 * 0.1, len(idx), dt * (t - 1)
+    )
+
+
 # ---------------------------------------------------------------------- events
 def _smooth(x: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average along axis 0 (window frames; edges use the available frames)."""
@@ -827,6 +941,7 @@ class StructureAnalysis:
     rotations: Events | None = None
     correlation: HopRotationCorrelation | None = None
     sites: SiteOccupancy | None = None
+    relaxation: dict[str, SelfRelaxation] = field(default_factory=dict)
     dt_fs: float = math.nan
     n_frames: int = 0
     notes: list[str] = field(default_factory=list)
@@ -853,9 +968,13 @@ def analyze_run(
     window: int = 5,
     sites: Any = None,
     seed: int = 0,
+    relaxation: Sequence[str] | None = None,
 ) -> StructureAnalysis:
-    """RDF + coordination, polyanion units, rotation ACF and events, ion hops, their correlation
-    and site occupancy of one run (frames ``[::stride]``).
+    """RDF + coordination, polyanion units, rotation ACF and events, ion hops, their correlation,
+    site occupancy and the self relaxation (:func:`self_relaxation`) of one run (frames ``[::stride]``).
+
+    ``relaxation``: species whose F_s(q, t), τ_α and MSD exponent are computed (default the
+    polyanion centre and ligand and the mobile ion, those present; ``()`` for none).
 
     ``sites`` is a reference structure (``ase.Atoms``, e.g. read from the prototype's CIF) whose
     ``species`` atoms are the sites (:func:`reference_sites`); default the first frame."""
@@ -888,9 +1007,29 @@ def analyze_run(
             out.sites = site_occupancy(traj, species, frac, labels=labels)
     else:
         out.notes.append(f"no {species}: no hop or site analysis")
+    if traj.n_frames >= 3:
+        wanted = (
+            [x for x in (center, ligand, species) if x in present] if relaxation is None else list(relaxation)
+        )
+        for x in dict.fromkeys(wanted):
+            got = _relaxation_or_note(traj, x, strict=relaxation is not None)
+            if isinstance(got, str):
+                out.notes.append(got)
+            else:
+                out.relaxation[x] = got
     if traj.n_frames < 2:
         out.notes.append("one frame: no time-dependent analysis")
     return out
+
+
+def _relaxation_or_note(traj: Trajectory, species: str, *, strict: bool) -> SelfRelaxation | str:
+    """:func:`self_relaxation`, or (unless ``strict``) a note saying why it could not be computed."""
+    try:
+        return self_relaxation(traj, species)
+    except AnalysisError as exc:
+        if strict:
+            raise
+        return f"no self relaxation of {species}: {exc}"
 
 
 def _s(values: Sequence[str]) -> np.ndarray:
@@ -899,7 +1038,8 @@ def _s(values: Sequence[str]) -> np.ndarray:
 
 def to_datasets(res: StructureAnalysis) -> dict[str, Any]:
     """xarray datasets: ``rdf`` (dims pair, r), ``coordination`` (dim pair), ``units`` (dim kind),
-    ``rotation`` (dim lag), ``events`` (dim event), ``correlation`` (dim lag), ``sites`` (dim site)."""
+    ``rotation`` (dim lag), ``events`` (dim event), ``correlation`` (dim lag), ``sites`` (dim site),
+    ``relaxation`` (dims species, lag)."""
     import xarray as xr
 
     r = res.rdf
@@ -994,6 +1134,25 @@ def to_datasets(res: StructureAnalysis) -> dict[str, Any]:
             {"occupancy": ("site", s.occupancy), "frac": (("site", "axis"), s.sites)},
             coords={"label": ("site", _s(s.labels.tolist()))},
             attrs={"on_site_fraction": s.on_site_fraction, "r_site_A": s.r_site, "n_frames": s.n_frames},
+        )
+    if res.relaxation:
+        sp = list(res.relaxation)
+        rl = [res.relaxation[x] for x in sp]
+        n = min(len(r.time_fs) for r in rl)
+        out["relaxation"] = xr.Dataset(
+            {
+                "fs": (("species", "lag"), np.array([r.fs[:n] for r in rl]), {"long_name": "F_s(q, t)"}),
+                "msd": (("species", "lag"), np.array([r.msd[:n] for r in rl]), {"units": "angstrom**2"}),
+                "q": ("species", np.array([r.q for r in rl]), {"units": "1/angstrom"}),
+                "tau_alpha_fs": ("species", np.array([r.tau_alpha_fs for r in rl]), {"units": "fs"}),
+                "alpha": ("species", np.array([r.alpha for r in rl]), {"long_name": "MSD exponent"}),
+                "d_cm2_s": ("species", np.array([r.d_cm2_s for r in rl]), {"units": "cm**2/s"}),
+                "relaxed": ("species", np.array([r.relaxed for r in rl])),
+            },
+            coords={"species": _s(sp), "time_fs": ("lag", rl[0].time_fs[:n], {"units": "fs"})},
+            attrs={
+                "meaning": "self motion, centre-of-mass drift removed; relaxed: tau_alpha <= duration / 3"
+            },
         )
     for ds in out.values():
         ds.attrs["run_id"] = res.run_id

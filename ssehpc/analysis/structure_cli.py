@@ -57,7 +57,8 @@ def structure(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Structure of runs: partial RDFs and coordination numbers, polyanion units (PS4/P2S7/P2S6),
-    PS4 rotational autocorrelation, Li hops and their correlation with PS4 rotations, site occupancy."""
+    PS4 rotational autocorrelation, Li hops and their correlation with PS4 rotations, site occupancy,
+    self relaxation (F_s, tau_alpha, MSD exponent: has a melt melted?)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -147,6 +148,13 @@ def structure(
                 d.add_row(f"{species} on {where} sites", _fmt(res.sites.on_site_fraction, ".3f"))
                 for label, occ in res.sites.label_occupancy.items():
                     d.add_row(f"  mean occupancy of {label} sites", _fmt(occ, ".3f"))
+            for x, rl in res.relaxation.items():
+                d.add_row(
+                    f"{x} self relaxation (q = {rl.q:.2f} 1/Å)",
+                    f"tau_alpha {_fmt(rl.tau_alpha_fs / 1e3)} ps, MSD exponent {_fmt(rl.alpha, '.2f')}, "
+                    f"D {_fmt(rl.d_cm2_s)} cm2/s, {'relaxed' if rl.relaxed else 'NOT relaxed'} in "
+                    f"{_fmt(rl.duration_fs / 1e3)} ps",
+                )
             out.print(d)
             for note in res.notes:
                 out.print(f"note: {rid}: {note}", markup=False)

@@ -1,6 +1,7 @@
 """Training data: labelled frames from extxyz / ASE databases, as neighbour graphs in tensors.
 
-A frame is read with ASE (``ase.io.read(path, index=":")``, or ``ase.db`` for ``.db`` files) and
+A frame is read with ASE (``ase.io.read(path, index=":")``, which also reads ``.gz`` / ``.bz2`` /
+``.xz``-compressed files, as the shipped ``*.extxyz.xz``; or ``ase.db`` for ``.db`` files) and
 its labels are taken from the attached calculator (the ``SinglePointCalculator`` convention:
 ``atoms.get_potential_energy()``, ``get_forces()``, ``get_stress()``), or from ``atoms.info`` /
 ``atoms.arrays`` keys when given.  Units: Å, eV, eV/Å, and ASE stress in eV/Å³ (positive in
@@ -13,11 +14,15 @@ the periodic *owner* of the image.  Pair vectors are fixed per frame, so they ar
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import lzma
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import ase
 import ase.db
@@ -69,13 +74,27 @@ def read_frames(paths: str | Path | Sequence[str | Path], *, index: str = ":") -
     return frames
 
 
+#: Compressed file suffixes ASE reads transparently, and how to open them.
+_COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def open_data(path: str | Path) -> BinaryIO:
+    """Open a data file for reading bytes, decompressing ``.gz`` / ``.bz2`` / ``.xz``."""
+    path = Path(path)
+    return _COMPRESSED.get(path.suffix, open)(path, "rb")
+
+
 def sha256_files(paths: str | Path | Iterable[str | Path]) -> str:
-    """Hex sha256 of the concatenated bytes of ``paths`` (in the given order)."""
+    """Hex sha256 of the concatenated *content* of ``paths`` (in the given order).
+
+    Compressed files (``.gz``, ``.bz2``, ``.xz``) are hashed decompressed, so a data set keeps its
+    hash when it is shipped compressed (``train.extxyz`` and ``train.extxyz.xz`` hash alike).
+    """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     h = hashlib.sha256()
     for p in paths:
-        with open(p, "rb") as f:
+        with open_data(p) as f:
             for block in iter(lambda f=f: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()

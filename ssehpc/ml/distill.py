@@ -12,7 +12,10 @@ its seed, labelled by a teacher :class:`~ssehpc.ml.labeler.Labeler` (CHGNet by d
   every other snapshot also gets a rattled copy (σ = 0.04 Å, one extra call);
 * ``glass`` — melt-quench-like runs of random xLi₂S–(1−x)P₂S₅ structures
   (:func:`ssehpc.structures.random_glass`, x = 0.67, 0.70, 0.75): a short FIRE relaxation, then
-  1000 → 700 → 450 → 300 K segments, sampled in each.
+  1000 → 700 → 450 → 300 K segments, sampled in each;
+* ``glass-hot`` (data v2, :func:`plan_hot`, ``--set hot`` → ``train_hot`` / ``test_hot``) — ~8 ps
+  teacher melts of random packings, 1500 → 1200 → 900 → 600 K: the equilibrated liquid a real
+  melt-quench passes through, which the short v1 melts do not reach.
 
 The test set is made of *separate tasks with their own seeds* (independent trajectories), not a
 random subset of the training frames, so that correlated MD neighbours do not leak into it.
@@ -49,6 +52,7 @@ import ase.io
 import numpy as np
 from ase import units
 
+from ssehpc.ml.data import sha256_files
 from ssehpc.ml.labeler import Labeler, LabelError, append_extxyz, complete_frames
 from ssehpc.structures import lips
 
@@ -146,6 +150,7 @@ class Task:
         strain: isotropic strain of the MD cell (dimensionless), 0 for none.
         vacancies: Li removed (charge compensated, :data:`VACANCIES`), 0 for none.
         x: glass composition (Li₂S fraction).
+        density: glass box density, g/cm³ (0: :data:`GLASS_DENSITY`).
         relax_steps: FIRE steps before glass MD.
         rattle_every: rattled copy of every n-th MD snapshot (0: none).
         dt_fs: MD time step, fs.
@@ -165,6 +170,7 @@ class Task:
     relax_steps: int = 0
     rattle_every: int = 2
     dt_fs: float = 2.0
+    density: float = 0.0
 
     @property
     def file_stem(self) -> str:
@@ -327,18 +333,105 @@ def plan(seed: int = 2024, scale: float = 1.0) -> list[Task]:
     return tasks
 
 
+#: Data v2 ("hot"): the equilibrated hot liquid and its quench, which the melt-quench of a glass
+#: passes through (:func:`plan_hot`).  Melt temperatures, K.
+HOT_MELT: tuple[float, ...] = (1500.0, 1200.0, 900.0, 600.0)
+
+
+def plan_hot(seed: int = 2024, scale: float = 1.0) -> list[Task]:
+    """Data v2: long teacher melts of random xLi₂S–(1−x)P₂S₅ packings, and hot crystals.
+
+    Data v1 (:func:`plan`) samples the liquid only in its first 0.6 ps at 1000 K, so a committee
+    trained on it leaves its range within picoseconds of a real melt (≥ 1000 K, several structural
+    relaxation times of the PS₄ framework).  Here each glass task runs the teacher for ~8 ps:
+    20 FIRE steps, then 1500 K (0.5 ps unsampled + 50 snapshots every 50 fs) → 1200 K → 900 K →
+    600 K (0.2 ps unsampled + 40 / 30 / 20 snapshots), so the liquid, its bond breaking and
+    re-forming (PS₃, S–S, P₂S₇ / P₂S₆ in the teacher's melt) and the quenched glass are all sampled.
+    Compositions x = 0.75 (two replicas), 0.70, 0.67 at 1.88 g/cm³, and x = 0.75 at 1.65 g/cm³
+    (the density the model's glass relaxes to under NPT; 1200 K → 600 K only); plus 2 ps of
+    β-Li₃PS₄ and Li₇P₃S₁₁ at 1000 K (data v0 has 0.2 ps there).  Test: an independent x = 0.75
+    melt (1500 → 900 → 600 K, no rattled copies).
+
+    Args:
+        seed: master seed (task seeds derive from it and the task name, as in :func:`plan`).
+        scale: multiplies the snapshot counts.
+    """
+
+    def n(k: int) -> int:
+        return max(1, round(k * scale))
+
+    tasks: list[Task] = []
+
+    def add(name: str, kind: str, split: str, phase: str, **kw: Any) -> None:
+        tasks.append(Task(name, kind, split, phase, _stable_seed(seed, name), **kw))
+
+    t15, t12, t9, t6 = HOT_MELT
+    melt = (
+        Segment(t15, 250, n(50), 25),
+        Segment(t12, 100, n(40), 25),
+        Segment(t9, 100, n(30), 25),
+        Segment(t6, 100, n(20), 25),
+    )
+    for x, rep in ((0.75, 0), (0.75, 1), (0.70, 0), (0.67, 0)):
+        add(
+            f"train/glass-hot/x{x:.2f}/r{rep}",
+            "glass",
+            "train",
+            "glass",
+            n_atoms=GLASS_ATOMS,
+            x=x,
+            relax_steps=20,
+            segments=melt,
+        )
+    add(
+        "train/glass-hot-low/x0.75/r0",
+        "glass",
+        "train",
+        "glass",
+        n_atoms=GLASS_ATOMS,
+        x=0.75,
+        relax_steps=20,
+        density=1.65,
+        segments=(Segment(t12, 250, n(40), 25), Segment(t9, 100, n(25), 25), Segment(t6, 100, n(20), 25)),
+    )
+    for phase in ("beta-Li3PS4", "Li7P3S11"):
+        add(
+            f"train/md-hot/{phase}/T1000",
+            "md",
+            "train",
+            phase,
+            n_atoms=CRYSTALS[phase],
+            segments=(Segment(1000.0, 50, n(40), 25),),
+        )
+    add(
+        "test/glass-hot/x0.75/r0",
+        "glass",
+        "test",
+        "glass",
+        n_atoms=GLASS_ATOMS,
+        x=0.75,
+        relax_steps=20,
+        rattle_every=0,
+        segments=(Segment(t15, 250, n(20), 25), Segment(t9, 100, n(10), 25), Segment(t6, 100, n(10), 25)),
+    )
+    return tasks
+
+
 # ----------------------------------------------------------------------------- structures
 
 
 def initial_structure(task: Task) -> ase.Atoms:
     """The (deterministic) starting structure of a task, with provenance in ``info``."""
     if task.phase == "glass":
-        atoms = lips.random_glass(task.x, task.n_atoms, GLASS_DENSITY, seed=task.seed % 2**31)
+        density = task.density or GLASS_DENSITY
+        atoms = lips.random_glass(task.x, task.n_atoms, density, seed=task.seed % 2**31)
         phase = f"glass-x{task.x:.2f}"
     else:
         atoms = lips.supercell(lips.prototype(task.phase), task.n_atoms)
         phase = task.phase
     info = {"phase": phase, "task": task.name, "seed": int(task.seed), "split": task.split}
+    if task.density:
+        info["density_g_cm3"] = float(task.density)
     if task.vacancies:
         _, comp = VACANCIES[task.phase]
         atoms = lips.li_vacancies(atoms, task.vacancies, seed=task.seed % 2**31, compensation=comp)
@@ -434,7 +527,7 @@ def teacher_md(task: Task, labeler: Labeler) -> Iterator[ase.Atoms]:
         fixcm=False,
         rng=rng,
     )
-    origin = ("glass-melt" if "/glass-melt/" in task.name else "glass-mq") if task.kind == "glass" else "md"
+    origin = _origin(task)
     n_snap = 0
     step = 0
     for seg in task.segments:
@@ -467,6 +560,15 @@ def teacher_md(task: Task, labeler: Labeler) -> Iterator[ase.Atoms]:
                 rat.info["config_type"] = f"{base_info['phase']}/{origin}+rattle"
                 yield labeler.label_one(rat)
             n_snap += 1
+
+
+def _origin(task: Task) -> str:
+    """The ``origin`` label of a task's MD snapshots: ``md`` for crystals; for glasses the task
+    family (``train/glass-hot/...`` → ``glass-hot``), with the first family ``glass`` → ``glass-mq``."""
+    if task.kind != "glass":
+        return "md"
+    family = task.name.split("/")[1]
+    return "glass-mq" if family == "glass" else family
 
 
 # ------------------------------------------------------------------------------- running
@@ -557,12 +659,8 @@ def _rate(summaries: Sequence[dict[str, Any]]) -> float:
 
 
 def sha256(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex sha256 of a file's content (decompressed for ``.gz`` / ``.bz2`` / ``.xz``)."""
+    return sha256_files(path)
 
 
 @dataclass
@@ -582,13 +680,13 @@ class Assembly:
     hashes: dict[str, str] = field(default_factory=dict)
 
 
-def assemble(tasks: Sequence[Task], workdir: str | Path, outdir: str | Path) -> Assembly:
-    """Concatenate finished task files into ``outdir/{train,test}.extxyz`` (plan order)."""
+def assemble(tasks: Sequence[Task], workdir: str | Path, outdir: str | Path, suffix: str = "") -> Assembly:
+    """Concatenate finished task files into ``outdir/{train,test}<suffix>.extxyz`` (plan order)."""
     workdir, outdir = Path(workdir), Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     result = Assembly()
     for split in ("train", "test"):
-        path = outdir / f"{split}.extxyz"
+        path = outdir / f"{split}{suffix}.extxyz"
         counts: Counter = Counter()
         n_atoms = 0
         with open(path, "w") as out:
@@ -611,6 +709,22 @@ def assemble(tasks: Sequence[Task], workdir: str | Path, outdir: str | Path) -> 
         result.atoms[split] = n_atoms
         result.hashes[split] = sha256(path)
     return result
+
+
+def counts_table(assembly: Assembly, suffix: str = "") -> str:
+    """Files, hashes and frame counts per (phase, origin, temperature) as Markdown."""
+    lines = ["| file | frames | atoms | sha256 |", "|---|---:|---:|---|"]
+    for split, counts in assembly.counts.items():
+        lines.append(
+            f"| `{split}{suffix}.extxyz` | {sum(counts.values())} | {assembly.atoms[split]} | `{assembly.hashes[split]}` |"
+        )
+    lines += ["", "| split | phase | origin | T (K) | frames |", "|---|---|---|---:|---:|"]
+    for split, counts in assembly.counts.items():
+        for (phase, origin, temp), k in sorted(
+            counts.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]), kv[0][2])
+        ):
+            lines.append(f"| {split} | {phase} | {origin} | {temp} | {k} |")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------ prototype checks
@@ -816,12 +930,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-verify", action="store_true")
     p.add_argument("--speed", action="store_true")
     p.add_argument("--assemble-only", action="store_true")
+    p.add_argument(
+        "--set",
+        choices=("base", "hot"),
+        default="base",
+        help="base: data v0/v1 (train/test.extxyz, README.md); hot: data v2 (train_hot/test_hot.extxyz, "
+        "counts printed as a Markdown table for the README)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", module="chgnet")
     warnings.filterwarnings("ignore", message=".*requires_grad.*")
     warnings.filterwarnings("ignore", message=".*FixAtoms and FixCartesian.*")
-    tasks = plan(args.seed, args.scale)
+    tasks = (plan_hot if args.set == "hot" else plan)(args.seed, args.scale)
     if args.only:
         tasks = [t for t in tasks if args.only in t.name]
     if args.dry_run:
@@ -841,6 +962,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             done = Path(args.workdir) / "tasks" / f"{t.file_stem}.done"
             if done.exists():
                 summaries.append(json.loads(done.read_text()))
+    if args.set == "hot":
+        if args.only:  # a partial set is not assembled over the full one
+            return 0
+        assembly = assemble(tasks, args.workdir, args.out, suffix="_hot")
+        print(counts_table(assembly, suffix="_hot"))
+        return 0
     assembly = assemble(tasks, args.workdir, args.out)
     speed = measure_speed(labeler) if args.speed else None
     protos = [] if args.no_verify else verify_prototypes(labeler)

@@ -21,6 +21,7 @@ from ssehpc.analysis.structure import (
     rdf,
     rotation_events,
     rotational_acf,
+    self_relaxation,
     site_occupancy,
     unit_statistics,
 )
@@ -248,6 +249,11 @@ def test_store_round_trip_and_cli(tmp_path):
     assert out.exit_code == 0, out.output
     assert "P-S" in out.output
     assert "PS4" in out.output
+    assert "P self relaxation" in out.output
+    assert "NOT relaxed" in out.output  # 40 fs of a crystal
+    rel = xr.open_zarr(str(tmp_path / "s.zarr"), group="analysis/structure/r0/relaxation", consolidated=False)
+    assert set(rel["species"].values) == {"P", "S", "Li"}
+    assert not bool(rel["relaxed"].sel(species="P"))
     assert list((tmp_path / "p").glob("*.png"))
     ase.io.write(tmp_path / "beta.cif", prototype("beta-Li3PS4"))
     ref = CliRunner().invoke(
@@ -333,3 +339,46 @@ def test_pair_search_matches_ase_with_images_in_a_skewed_small_cell():
     ours = sorted(zip(i.tolist(), j.tolist(), np.round(d, 6).tolist(), strict=True))
     theirs = sorted(zip(ri.tolist(), rj.tolist(), np.round(rd, 6).tolist(), strict=True))
     assert ours == theirs
+
+
+def _walkers(rng, n=64, n_frames=400, dt=10.0, d_a2_fs=0.01, cage=None, drift=0.0):
+    """Brownian walkers (D in Å²/fs) or, with ``cage`` = σ in Å, atoms rattling around fixed sites;
+    every atom shares a uniform drift of ``drift`` Å per frame (a wandering centre of mass)."""
+    cell = np.eye(3) * 20.0
+    sites = rng.uniform(0, 20, (n, 3))
+    if cage is None:
+        steps = rng.normal(0.0, math.sqrt(2 * d_a2_fs * dt), (n_frames, n, 3))
+        steps[0] = 0
+        pos = sites + np.cumsum(steps, axis=0)
+    else:
+        pos = sites + rng.normal(0.0, cage, (n_frames, n, 3))
+    pos = pos + drift * np.arange(n_frames)[:, None, None] * np.array([1.0, 0.5, 0.0])
+    return Trajectory(["P"] * n, pos, cell, np.arange(n_frames) * dt, "walk")
+
+
+def test_self_relaxation_of_brownian_walkers_matches_theory():
+    """Gaussian displacements: MSD = 6 D t (exponent 1), F_s(q, t) = exp(−q² D t), τ_α = 1/(q² D)."""
+    rng = np.random.default_rng(3)
+    d = 0.01  # Å²/fs = 1e-3 cm²/s
+    res = self_relaxation(_walkers(rng, n=256, d_a2_fs=d), "P", q=2.0)
+    assert res.alpha == pytest.approx(1.0, abs=0.1)
+    assert res.d_cm2_s == pytest.approx(d * 0.1, rel=0.12)
+    k = np.searchsorted(res.time_fs, 20.0)
+    assert res.fs[k] == pytest.approx(math.exp(-4.0 * d * res.time_fs[k]), abs=0.03)
+    assert res.tau_alpha_fs == pytest.approx(1.0 / (4.0 * d), rel=0.15)
+    assert res.relaxed
+
+
+def test_caged_atoms_with_a_drifting_centre_of_mass_are_not_relaxed():
+    """Atoms rattling in cages never lose F_s, even when the whole system drifts by 40 Å."""
+    rng = np.random.default_rng(4)
+    res = self_relaxation(_walkers(rng, cage=0.3, drift=0.1), "P", q=2.0)
+    assert math.isnan(res.tau_alpha_fs)
+    assert not res.relaxed
+    assert abs(res.alpha) < 0.1
+    assert res.fs[-1] > 0.7
+    assert res.msd[-1] == pytest.approx(2 * 3 * 0.3**2, rel=0.15)
+    with pytest.raises(AnalysisError, match="species 'Li'"):
+        self_relaxation(_walkers(rng, n_frames=10), "Li")
+    with pytest.raises(AnalysisError, match="at least 3 frames"):
+        self_relaxation(_walkers(rng, n_frames=2), "P")

@@ -88,3 +88,47 @@ def test_run_resume_assemble_readme(tmp_path):
     assert asm.hashes["train"] in text
     assert distill.sha256(asm.files["train"]) == asm.hashes["train"]
     assert "| train | gamma-Li3PS4 | md | 600 | 2 |" in text
+
+
+def test_hot_plan_samples_the_melt_and_its_quench():
+    a = distill.plan_hot(seed=1)
+    assert a == distill.plan_hot(seed=1)
+    assert not {t.name for t in a} & {t.name for t in distill.plan(seed=1)}  # new tasks, new seeds
+    glass = [t for t in a if t.kind == "glass" and t.split == "train"]
+    assert {t.x for t in glass} == {0.67, 0.70, 0.75}
+    temps = {s.temperature for t in glass for s in t.segments}
+    assert max(temps) >= 1500.0
+    assert min(temps) <= 600.0
+    # each melt spends at least 2.5 ps at its top temperature (several PS4 relaxation times of the teacher)
+    assert all(t.segments[0].steps * t.dt_fs >= 2500.0 for t in glass)
+    assert any(t.density and t.density < distill.GLASS_DENSITY for t in glass)
+    assert any(t.split == "test" for t in a)
+    assert {distill._origin(t) for t in glass} == {"glass-hot", "glass-hot-low"}
+    assert distill._origin(distill.plan(seed=1)[-1]) == "glass-melt"
+    assert {distill._origin(t) for t in distill.plan(seed=1) if t.name.startswith("train/glass/")} == {
+        "glass-mq"
+    }
+
+
+def test_glass_task_density_sets_the_box():
+    dense = Task("t/g", "glass", "train", "glass", seed=3, n_atoms=64, x=0.75)
+    light = Task("t/g", "glass", "train", "glass", seed=3, n_atoms=64, x=0.75, density=1.65)
+    from ssehpc.structures import lips
+
+    assert abs(lips.density(distill.initial_structure(dense)) - distill.GLASS_DENSITY) < 1e-6
+    assert abs(lips.density(distill.initial_structure(light)) - 1.65) < 1e-6
+    assert distill.initial_structure(light).info["density_g_cm3"] == 1.65
+
+
+def test_compressed_data_keeps_its_hash(tmp_path):
+    import lzma
+
+    from ssehpc.ml import data as mldata
+
+    src = tmp_path / "a.extxyz"
+    ase.io.write(src, [ase.Atoms("LiS", positions=[[0, 0, 0], [2.4, 0, 0]], cell=[5, 5, 5], pbc=True)])
+    packed = tmp_path / "a.extxyz.xz"
+    packed.write_bytes(lzma.compress(src.read_bytes()))
+    assert mldata.sha256_files(packed) == mldata.sha256_files(src) == distill.sha256(packed)
+    frames = mldata.read_frames(packed)
+    assert frames[0].get_chemical_formula() == "LiS"
