@@ -17,6 +17,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
+import io
 import lzma
 import math
 from collections.abc import Iterable, Sequence
@@ -61,6 +62,8 @@ def read_frames(paths: str | Path | Sequence[str | Path], *, index: str = ":") -
                     got = [row.toatoms(add_additional_information=True) for row in db.select()]
                 for a in got:  # ase.db puts key-value pairs under info["key_value_pairs"]
                     a.info.update(a.info.pop("key_value_pairs", {}) or {})
+            elif path.suffix in _COMPRESSED:
+                got = _read_compressed(path, index)
             else:
                 got = ase.io.read(path, index=index)
                 got = got if isinstance(got, list) else [got]
@@ -82,6 +85,20 @@ def open_data(path: str | Path) -> BinaryIO:
     """Open a data file for reading bytes, decompressing ``.gz`` / ``.bz2`` / ``.xz``."""
     path = Path(path)
     return _COMPRESSED.get(path.suffix, open)(path, "rb")
+
+
+def _read_compressed(path: Path, index: str) -> list[ase.Atoms]:
+    """Frames of a compressed file, decompressed in memory first: ``ase.io.read`` on the file
+    itself decompresses from the start again for every frame (250 s instead of 1 s for the
+    1,088 frames of ``train_hot.extxyz.xz``)."""
+    from ase.io.formats import filetype, ioformats
+
+    fmt = filetype(str(path), read=False)
+    with open_data(path) as f:
+        raw = f.read()
+    handle: io.IOBase = io.BytesIO(raw) if ioformats[fmt].isbinary else io.StringIO(raw.decode())
+    got = ase.io.read(handle, index=index, format=fmt)
+    return got if isinstance(got, list) else [got]
 
 
 def sha256_files(paths: str | Path | Iterable[str | Path]) -> str:

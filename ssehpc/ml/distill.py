@@ -51,8 +51,9 @@ import ase
 import ase.io
 import numpy as np
 from ase import units
+from ase.neighborlist import neighbor_list
 
-from ssehpc.ml.data import sha256_files
+from ssehpc.ml.data import read_frames, sha256_files
 from ssehpc.ml.labeler import Labeler, LabelError, append_extxyz, complete_frames
 from ssehpc.structures import lips
 
@@ -415,6 +416,84 @@ def plan_hot(seed: int = 2024, scale: float = 1.0) -> list[Task]:
         segments=(Segment(t15, 250, n(20), 25), Segment(t9, 100, n(10), 25), Segment(t6, 100, n(10), 25)),
     )
     return tasks
+
+
+#: Close contacts (data v3): pair → (shortest, longest) distance the pair is pushed to, Å.  The
+#: upper ends are about the shortest distances of data v0–v2 (Li–Li 1.72, Li–S 1.73, Li–P 1.74,
+#: P–S 1.66, S–S 1.77, P–P 1.98 Å); the lower ends keep the teacher's forces below ~30 eV/Å.
+CONTACT_RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("Li", "Li"): (1.25, 1.85),
+    ("Li", "S"): (1.35, 1.85),
+    ("Li", "P"): (1.35, 1.90),
+    ("P", "S"): (1.45, 1.75),
+    ("S", "S"): (1.45, 1.85),
+    ("P", "P"): (1.70, 2.05),
+}
+
+
+def contact_frames(
+    base: Sequence[ase.Atoms],
+    n_frames: int,
+    seed: int,
+    ranges: dict[tuple[str, str], tuple[float, float]] | None = None,
+    *,
+    search: float = 3.6,
+) -> list[ase.Atoms]:
+    """Snapshots with one atom pair pushed closer than any MD of the teacher went (data v3).
+
+    A committee learns nothing about the energy of a Li pair at 1.5 Å, or of a Li inside a PS₄
+    tetrahedron, from thermal MD, where such contacts are too rare to sample; its energy there
+    is an extrapolation, and in 1000–1500 K MD it was attractive: runs collapsed within
+    picoseconds (Li–Li 1.54 Å, then a Li into a PS₄, in 50 fs).  Each frame here is a random
+    base frame (e.g. the hot liquid of :func:`plan_hot`) with a random pair of a type drawn
+    uniformly from ``ranges``, among those within ``search`` Å, moved symmetrically along its
+    bond to a distance uniform in the type's range (other atoms fixed), then labelled by the
+    teacher: the repulsion the committee must learn.  Deterministic in ``seed``.
+
+    Returns:
+        Unlabelled frames with ``info``: ``origin`` ``"contact"``, ``contact_pair`` (symbols),
+        ``contact_atoms``, ``contact_distance`` (Å), ``base_source`` (the base frame's ``task``
+        and ``frame``).
+    """
+    ranges = dict(CONTACT_RANGES if ranges is None else ranges)
+    rng = np.random.default_rng(seed)
+    kinds = sorted(ranges)
+    out: list[ase.Atoms] = []
+    tries = 0
+    while len(out) < n_frames:
+        tries += 1
+        if tries > 50 * n_frames:
+            raise RuntimeError(f"found only {len(out)} of {n_frames} contact pairs in the base frames")
+        atoms = base[int(rng.integers(len(base)))]
+        x, y = kinds[int(rng.integers(len(kinds)))]
+        sym = np.array(atoms.get_chemical_symbols())
+        i, j, d, vec = neighbor_list("ijdD", atoms, search)
+        ok = np.flatnonzero((sym[i] == x) & (sym[j] == y) & (i < j if x == y else True))
+        if not ok.size:
+            continue
+        k = int(ok[rng.integers(ok.size)])
+        lo, hi = ranges[(x, y)]
+        r = float(rng.uniform(lo, hi))
+        u = vec[k] / d[k]
+        frame = atoms.copy()
+        frame.calc = None
+        shift = 0.5 * (d[k] - r) * u
+        frame.positions[i[k]] += shift
+        frame.positions[j[k]] -= shift
+        frame.info = {
+            key: atoms.info[key] for key in ("phase", "task", "split", "temperature_K") if key in atoms.info
+        }
+        frame.info.update(
+            config_type=f"{frame.info.get('phase', 'frame')}/contact",
+            origin="contact",
+            contact_pair=f"{x}-{y}",
+            contact_atoms=[int(i[k]), int(j[k])],
+            contact_distance=r,
+            base_source=f"{atoms.info.get('task', '?')}:{atoms.info.get('frame', '?')}",
+            frame=len(out),
+        )
+        out.append(frame)
+    return out
 
 
 # ----------------------------------------------------------------------------- structures
@@ -908,6 +987,45 @@ def write_readme(
 
 
 # ------------------------------------------------------------------------------------- CLI
+#: Contact frames per split at ``--scale 1`` (data v3).
+CONTACT_FRAMES = {"train": 600, "test": 60}
+#: Contact frames whose teacher forces exceed this (eV/Å) are dropped (far steeper than MD).
+CONTACT_MAX_FORCE = 30.0
+
+
+def _main_contact(args: argparse.Namespace) -> int:
+    """``--set contact``: label close-contact frames made from data v2, per split."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    labeler = Labeler.chgnet(num_threads=args.threads)
+    out, work = Path(args.out), Path(args.workdir)
+    lines = ["| file | frames | atoms | sha256 |", "|---|---:|---:|---|"]
+    counts: Counter = Counter()
+    for split, n in CONTACT_FRAMES.items():
+        base_path = next(
+            (p for p in (out / f"{split}_hot.extxyz", out / f"{split}_hot.extxyz.xz") if p.exists()), None
+        )
+        if base_path is None:
+            raise SystemExit(f"--set contact needs {out}/{split}_hot.extxyz[.xz] (data v2, --set hot)")
+        base = read_frames(base_path)
+        frames = contact_frames(
+            base, max(1, round(n * args.scale)), _stable_seed(args.seed, "contact", split)
+        )
+        raw = work / f"{split}_contact.labelled.extxyz"
+        res = labeler.label(frames, out=raw, resume=True, log_every=50)
+        log.info("%s: %d labelled in this call, %d failures", split, len(res.frames), len(res.failures))
+        kept = [a for a in ase.io.iread(raw) if float(np.abs(a.get_forces()).max()) <= CONTACT_MAX_FORCE]
+        kept.sort(key=lambda a: int(a.info["label_index"]))
+        path = out / f"{split}_contact.extxyz"
+        ase.io.write(path, kept, format="extxyz")
+        for a in kept:
+            counts[(split, a.info["contact_pair"])] += 1
+        lines.append(f"| `{path.name}` | {len(kept)} | {sum(len(a) for a in kept)} | `{sha256(path)}` |")
+    lines += ["", "| split | pair | frames |", "|---|---|---:|"]
+    lines += [f"| {split} | {pair} | {k} |" for (split, pair), k in sorted(counts.items())]
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -932,16 +1050,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--assemble-only", action="store_true")
     p.add_argument(
         "--set",
-        choices=("base", "hot"),
+        choices=("base", "hot", "contact"),
         default="base",
         help="base: data v0/v1 (train/test.extxyz, README.md); hot: data v2 (train_hot/test_hot.extxyz, "
-        "counts printed as a Markdown table for the README)",
+        "counts printed as a Markdown table for the README); contact: data v3, close contacts in the "
+        "frames of data v2 (train_contact/test_contact.extxyz; needs train_hot/test_hot in --out)",
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", module="chgnet")
     warnings.filterwarnings("ignore", message=".*requires_grad.*")
     warnings.filterwarnings("ignore", message=".*FixAtoms and FixCartesian.*")
+    if args.set == "contact":
+        return _main_contact(args)
     tasks = (plan_hot if args.set == "hot" else plan)(args.seed, args.scale)
     if args.only:
         tasks = [t for t in tasks if args.only in t.name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ase.io
 import numpy as np
+import pytest
 from ase.calculators.calculator import Calculator, all_changes
 
 from ssehpc.ml import distill
@@ -121,14 +122,47 @@ def test_glass_task_density_sets_the_box():
 
 
 def test_compressed_data_keeps_its_hash(tmp_path):
+    import gzip
     import lzma
 
     from ssehpc.ml import data as mldata
 
     src = tmp_path / "a.extxyz"
-    ase.io.write(src, [ase.Atoms("LiS", positions=[[0, 0, 0], [2.4, 0, 0]], cell=[5, 5, 5], pbc=True)])
-    packed = tmp_path / "a.extxyz.xz"
-    packed.write_bytes(lzma.compress(src.read_bytes()))
-    assert mldata.sha256_files(packed) == mldata.sha256_files(src) == distill.sha256(packed)
-    frames = mldata.read_frames(packed)
-    assert frames[0].get_chemical_formula() == "LiS"
+    frames = [
+        ase.Atoms("LiS", positions=[[0, 0, 0], [2.4 + 0.1 * k, 0, 0]], cell=[5, 5, 5], pbc=True)
+        for k in range(3)
+    ]
+    ase.io.write(src, frames)
+    xz, gz = tmp_path / "a.extxyz.xz", tmp_path / "b.extxyz.gz"
+    xz.write_bytes(lzma.compress(src.read_bytes()))
+    gz.write_bytes(gzip.compress(src.read_bytes()))
+    assert (
+        mldata.sha256_files(xz) == mldata.sha256_files(src) == distill.sha256(xz) == mldata.sha256_files(gz)
+    )
+    got = mldata.read_frames([xz, gz])
+    assert [round(a.get_distance(0, 1), 3) for a in got] == [2.4, 2.5, 2.6] * 2
+    assert got[4].info["source"] == "b.extxyz.gz:1"
+
+
+def test_contact_frames_push_one_pair_into_its_range():
+    from ssehpc.structures import lips
+
+    base = [lips.random_glass(0.75, 64, 1.88, seed=s) for s in range(3)]
+    for k, a in enumerate(base):
+        a.info.update(task=f"t{k}", frame=k, phase="glass-x0.75")
+    ranges = {("Li", "Li"): (1.3, 1.5), ("P", "S"): (1.5, 1.6)}
+    frames = distill.contact_frames(base, 12, seed=5, ranges=ranges)
+    again = distill.contact_frames(base, 12, seed=5, ranges=ranges)
+    assert all(np.array_equal(a.positions, b.positions) for a, b in zip(frames, again, strict=True))
+    assert {a.info["contact_pair"] for a in frames} == {"Li-Li", "P-S"}
+    for a in frames:
+        i, j = a.info["contact_atoms"]
+        lo, hi = ranges[tuple(a.info["contact_pair"].split("-"))]
+        assert lo <= a.get_distance(i, j, mic=True) <= hi
+        assert a.get_distance(i, j, mic=True) == pytest.approx(a.info["contact_distance"])
+        src = base[int(a.info["base_source"].split(":")[1])]
+        moved = np.flatnonzero(np.linalg.norm(a.positions - src.positions, axis=1) > 1e-9)
+        assert set(moved) == {i, j}  # only the pair moved, symmetrically
+        assert np.allclose(a.positions[moved].sum(0), src.positions[moved].sum(0))
+        assert a.info["origin"] == "contact"
+        assert a.calc is None
