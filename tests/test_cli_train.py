@@ -11,12 +11,13 @@ import yaml
 from typer.testing import CliRunner
 
 from ssehpc.cli import app
+from ssehpc.ml.data import read_frames
 
-DATA = Path(__file__).resolve().parents[1] / "ssehpc" / "data" / "lips" / "test.extxyz"
+DATA = Path(__file__).resolve().parents[1] / "ssehpc" / "data" / "lips" / "test.extxyz.xz"
 
 
 def test_train_command_writes_model_and_report(tmp_path: Path) -> None:
-    frames = ase.io.read(DATA, index=":8")
+    frames = read_frames(DATA)[:8]
     data = tmp_path / "frames.extxyz"
     ase.io.write(data, frames)
     cfg = {

@@ -576,8 +576,8 @@ def self_relaxation(
     Args:
         traj: equally spaced, unwrapped frames.
         species: element to follow (e.g. P, the network former of a thiophosphate melt).
-        q: wave number, Å⁻¹ (default 2π / first peak of g_aa of the species, from the RDF of the
-            first and last frames: the length over which its neighbour shell rearranges).
+        q: wave number, Å⁻¹ (default 2π / first peak of g_aa of the species, from the RDF of 20
+            frames: the length over which its neighbour shell rearranges).
         max_lag: largest lag in frames (default half the frames).
         max_origins: time origins per lag, evenly spaced (bounds the cost on long runs).
     """
@@ -590,10 +590,7 @@ def self_relaxation(
     com = (traj.positions * masses[None, :, None]).sum(axis=1) / masses.sum()
     x = traj.positions[:, idx] - com[:, None, :]
     if q is None:
-        ends = Trajectory(
-            traj.symbols, traj.positions[[0, -1]], traj.cells[[0, -1]], traj.time_fs[[0, -1]], traj.run_id
-        )
-        r_pk = rdf(ends, [(species, species)]).r_peak.get((species, species), math.nan)
+        r_pk = rdf(traj, [(species, species)], max_frames=20).r_peak.get((species, species), math.nan)
         if not math.isfinite(r_pk):
             raise AnalysisError(f"run {traj.run_id!r}: no {species}-{species} RDF peak to set q; give q")
         q = 2.0 * math.pi / r_pk

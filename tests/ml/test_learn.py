@@ -21,12 +21,13 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from ssehpc.ml.data import read_frames
 from ssehpc.ml.learn import LearnError, load_learn_config, mlff_teacher, run_learning
 from ssehpc.ml.model import load
 from ssehpc.ml.shipped import resolve_model
 from tests.campaign.conftest import dask_client  # noqa: F401 (the session's LocalCluster)
 
-DATA = Path(__file__).resolve().parents[2] / "ssehpc" / "data" / "lips" / "test.extxyz"
+DATA = Path(__file__).resolve().parents[2] / "ssehpc" / "data" / "lips" / "test.extxyz.xz"
 TRUST_LO, TRUST_HI = 0.02, 1.0  # eV/Å; low trust_lo so that a short hot run has candidates
 MAX_TOTAL = 6
 
@@ -80,7 +81,7 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
 
 
 def write_data(base: Path) -> None:
-    frames = ase.io.read(DATA, index=":10")
+    frames = read_frames(DATA)[:10]
     ase.io.write(base / "old.extxyz", frames[:6])
     ase.io.write(base / "val.extxyz", frames[6:10])
 

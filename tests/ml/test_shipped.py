@@ -16,9 +16,9 @@ def test_shipped_committee_by_name() -> None:
     assert pot.cutoff == pytest.approx(5.0)
     assert sorted(pot.spec.species) == [3, 15, 16]
     assert pot.metadata["teacher"].startswith("CHGNet")
-    # the default name is the newest committee, with its ZBL core below 1.6 Å
-    assert resolve_model("lips") == resolve_model("lips-v3")
-    assert make_potential("mlff", model="lips").spec.core_outer == pytest.approx(1.6)
+    # the default name is the newest committee, with its ZBL core below 1.2 Å
+    assert resolve_model("lips") == resolve_model("lips-v5")
+    assert make_potential("mlff", model="lips").spec.core_outer == pytest.approx(1.2)
     single = make_potential("mlff", model="lips-v0", members=[1], dtype="float64")
     assert type(single) is MomentPotential
     assert single.dtype == torch.float64
@@ -81,3 +81,48 @@ def test_spec_with_a_missing_model_file(tmp_path) -> None:
     )
     with pytest.raises(SpecError, match=r"missing\.pt"):
         build_potential(spec)
+
+
+def test_shipped_committee_names_the_data_it_was_trained_on() -> None:
+    """The model file's data hash is the hash of the shipped files it lists (provenance)."""
+    from ssehpc.ml.data import sha256_files
+
+    pot = make_potential("mlff", model="lips")
+    md = pot.metadata
+    files = [resolve_model("lips").parent / name for name in md["data_files"]]
+    assert all(f.is_file() for f in files), md["data_files"]
+    assert sha256_files(files) == md["data_sha256"]
+
+
+@pytest.mark.parametrize(("pair", "near"), [(("Li", "Li"), 1.3), (("Li", "P"), 1.4), (("Li", "S"), 1.4)])
+def test_shipped_committee_repels_close_contacts_in_the_liquid(pair, near) -> None:
+    """A pair pushed together inside a glass packing costs energy.  lips-v3 had a hole here (a Li
+    pair at 1.5 Å was 3.9 eV below the same pair at 2.6 Å: 1000-1500 K melts collapsed); the
+    teacher's energy rises below ~1.8 Å."""
+    from pathlib import Path
+
+    import ase.io
+    import numpy as np
+    from ase.neighborlist import neighbor_list
+
+    from ssehpc.ml.calculator import SSEHPCCalculator
+
+    start = Path(__file__).resolve().parents[2] / "examples" / "glass" / "lps75_random_s33_chgnet.extxyz"
+    atoms = ase.io.read(start)
+    atoms.calc = SSEHPCCalculator(make_potential("mlff", model="lips"))
+    sym = np.array(atoms.get_chemical_symbols())
+    i, j, d, vec = neighbor_list("ijdD", atoms, 4.0)
+    close = np.flatnonzero((sym[i] == pair[0]) & (sym[j] == pair[1]) & (i != j))
+    rng = np.random.default_rng(0)
+    for k in rng.choice(close, size=3, replace=False):
+        u = vec[k] / d[k]
+        energies = []
+        for r in (2.6, 1.9, near):
+            b = atoms.copy()
+            b.calc = atoms.calc
+            shift = 0.5 * (d[k] - r) * u
+            b.positions[i[k]] += shift
+            b.positions[j[k]] -= shift
+            energies.append(b.get_potential_energy())
+        assert energies[2] > energies[1] + 0.3, (pair, energies)
+        assert energies[2] > energies[0] + 0.3, (pair, energies)
