@@ -19,7 +19,8 @@ short vectors (bonds, sites, neighbourhoods) take the minimum image.
   (seeded), and the cross-correlation of the hop and rotation rates in time (paddle wheel);
 * :func:`site_occupancy` — ions per reference site (first frame or given fractional sites);
 * :func:`self_relaxation` — F_s(q, t), the α-relaxation time and the MSD exponent of one species
-  with the centre-of-mass drift removed (did a melt melt: has the PS₄ network relaxed?).
+  with the centre-of-mass drift removed (did a melt melt: has the PS₄ network relaxed?);
+* :func:`density` — mass density per frame (g/cm³): where an NPT run settled, and whether it had.
 
 :func:`analyze_run` runs all of it; :func:`to_datasets` / :func:`write_structure_analysis` store it
 as xarray datasets under ``analysis/structure/<run_id>/`` of the store.
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ase.data import chemical_symbols
+from ase.data import atomic_masses, atomic_numbers, chemical_symbols
 
 from ssehpc.analysis.msd import AnalysisError
 from ssehpc.io.zarr_store import RunStore
@@ -925,6 +926,54 @@ def reference_sites(sites: Any, species: str, cell: np.ndarray) -> tuple[np.ndar
     return big.get_scaled_positions(wrap=True)[mask], big.arrays["site_label"][mask]
 
 
+# ---------------------------------------------------------------------- density
+#: amu/Å³ → g/cm³
+_AMU_A3_TO_G_CM3 = 1.66053906660
+
+
+@dataclass
+class Density:
+    """Mass density of each frame (an NPT run's volume, in the units of the experiment).
+
+    Attributes:
+        time_fs: ``[F]`` fs.
+        g_cm3: ``[F]`` mass density, g/cm³.
+    """
+
+    time_fs: np.ndarray
+    g_cm3: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        """Mean over all frames, g/cm³."""
+        return float(self.g_cm3.mean())
+
+    @property
+    def second_half(self) -> tuple[float, float]:
+        """Mean and standard deviation over the second half of the frames, g/cm³ (after the
+        first half of an NPT stage has relaxed the volume)."""
+        h = self.g_cm3[len(self.g_cm3) // 2 :]
+        return float(h.mean()), float(h.std())
+
+    @property
+    def drift(self) -> float:
+        """Mean of the last quarter minus the mean of the third quarter, g/cm³: a drift of the
+        order of the spread means the volume has not settled."""
+        n = len(self.g_cm3)
+        if n < 4:
+            return math.nan
+        return float(self.g_cm3[3 * n // 4 :].mean() - self.g_cm3[n // 2 : 3 * n // 4].mean())
+
+
+def density(traj: Trajectory) -> Density:
+    """Mass density per frame from the frame's cell and the atoms' standard masses, g/cm³."""
+    mass = float(sum(atomic_masses[atomic_numbers[x]] for x in traj.symbols))
+    vol = np.abs(np.linalg.det(traj.cells))
+    if not np.all(vol > 0):
+        raise AnalysisError(f"run {traj.run_id!r}: a frame has a degenerate cell (volume 0)")
+    return Density(traj.time_fs.copy(), mass / vol * _AMU_A3_TO_G_CM3)
+
+
 # ---------------------------------------------------------------------- everything
 @dataclass
 class StructureAnalysis:
@@ -939,6 +988,7 @@ class StructureAnalysis:
     correlation: HopRotationCorrelation | None = None
     sites: SiteOccupancy | None = None
     relaxation: dict[str, SelfRelaxation] = field(default_factory=dict)
+    density: Density | None = None
     dt_fs: float = math.nan
     n_frames: int = 0
     notes: list[str] = field(default_factory=list)
@@ -977,6 +1027,7 @@ def analyze_run(
     ``species`` atoms are the sites (:func:`reference_sites`); default the first frame."""
     traj = read_trajectory(run, stride=stride)
     out = StructureAnalysis(run.run_id, rdf(traj, r_max=r_max), n_frames=traj.n_frames)
+    out.density = density(traj)
     present = set(traj.symbols.tolist())
     if traj.n_frames >= 2:
         out.dt_fs = traj.dt_fs
@@ -1036,7 +1087,7 @@ def _s(values: Sequence[str]) -> np.ndarray:
 def to_datasets(res: StructureAnalysis) -> dict[str, Any]:
     """xarray datasets: ``rdf`` (dims pair, r), ``coordination`` (dim pair), ``units`` (dim kind),
     ``rotation`` (dim lag), ``events`` (dim event), ``correlation`` (dim lag), ``sites`` (dim site),
-    ``relaxation`` (dims species, lag)."""
+    ``relaxation`` (dims species, lag), ``density`` (dim frame)."""
     import xarray as xr
 
     r = res.rdf
@@ -1149,6 +1200,18 @@ def to_datasets(res: StructureAnalysis) -> dict[str, Any]:
             coords={"species": _s(sp), "time_fs": ("lag", rl[0].time_fs[:n], {"units": "fs"})},
             attrs={
                 "meaning": "self motion, centre-of-mass drift removed; relaxed: tau_alpha <= duration / 3"
+            },
+        )
+    if res.density is not None:
+        dn = res.density
+        out["density"] = xr.Dataset(
+            {"density": ("frame", dn.g_cm3, {"units": "g/cm**3"})},
+            coords={"time_fs": ("frame", dn.time_fs, {"units": "fs"})},
+            attrs={
+                "mean_g_cm3": dn.mean,
+                "second_half_mean_g_cm3": dn.second_half[0],
+                "second_half_std_g_cm3": dn.second_half[1],
+                "drift_g_cm3": dn.drift,
             },
         )
     for ds in out.values():

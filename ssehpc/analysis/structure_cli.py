@@ -148,6 +148,16 @@ def structure(
                 d.add_row(f"{species} on {where} sites", _fmt(res.sites.on_site_fraction, ".3f"))
                 for label, occ in res.sites.label_occupancy.items():
                     d.add_row(f"  mean occupancy of {label} sites", _fmt(occ, ".3f"))
+            if res.density is not None and res.n_frames >= 2:
+                dn = res.density
+                m2, s2 = dn.second_half
+                d.add_row(
+                    "density (g/cm3)",
+                    f"{m2:.3f} ± {s2:.3f} over the second half, drift {dn.drift:+.3f} over its last "
+                    f"quarter; {dn.g_cm3[0]:.3f} -> {dn.g_cm3[-1]:.3f}",
+                )
+            elif res.density is not None:
+                d.add_row("density (g/cm3)", f"{res.density.mean:.3f}")
             for x, rl in res.relaxation.items():
                 d.add_row(
                     f"{x} self relaxation (q = {rl.q:.2f} 1/Å)",

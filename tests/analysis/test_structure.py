@@ -13,6 +13,7 @@ from ase.build import bulk
 from ssehpc.analysis.msd import AnalysisError
 from ssehpc.analysis.structure import (
     Trajectory,
+    density,
     first_peak,
     hop_rotation_correlation,
     li_hops,
@@ -255,6 +256,10 @@ def test_store_round_trip_and_cli(tmp_path):
     assert set(rel["species"].values) == {"P", "S", "Li"}
     assert not bool(rel["relaxed"].sel(species="P"))
     assert list((tmp_path / "p").glob("*.png"))
+    assert "density (g/cm3)" in out.output
+    assert "1.853 ± 0.000" in out.output  # NVT at the published cell of beta-Li3PS4
+    dens = xr.open_zarr(str(tmp_path / "s.zarr"), group="analysis/structure/r0/density", consolidated=False)
+    assert dens["density"].shape == (res.n_frames,)
     ase.io.write(tmp_path / "beta.cif", prototype("beta-Li3PS4"))
     ref = CliRunner().invoke(
         app, ["structure", str(tmp_path / "s.zarr"), "--sites", str(tmp_path / "beta.cif"), "--no-write"]
@@ -382,3 +387,24 @@ def test_caged_atoms_with_a_drifting_centre_of_mass_are_not_relaxed():
         self_relaxation(_walkers(rng, n_frames=10), "Li")
     with pytest.raises(AnalysisError, match="at least 3 frames"):
         self_relaxation(_walkers(rng, n_frames=2), "P")
+
+
+def test_density_of_prototypes_and_of_a_shrinking_cell():
+    """g/cm³ from cell and masses: the published densities, 1/s³ under a scaled cell, drift sign."""
+    li2s = prototype("Li2S")  # antifluorite, 4 Li2S per cubic cell
+    by_hand = 4 * (2 * 6.94 + 32.06) / li2s.get_volume() * 1.66053906660
+    assert density(_static(li2s)).mean == pytest.approx(by_hand, rel=2e-3)
+    beta = prototype("beta-Li3PS4")
+    assert density(_static(beta)).mean == pytest.approx(1.853, abs=2e-3)
+    # an NPT-like run compressing by 1 % in length per frame: density grows as 1 / s³
+    s = 1.0 - 0.01 * np.arange(8)
+    cells = beta.cell.array[None] * s[:, None, None]
+    pos = beta.positions[None] * s[:, None, None]
+    d = density(Trajectory(beta.get_chemical_symbols(), pos, cells, 10.0 * np.arange(8)))
+    np.testing.assert_allclose(d.g_cm3 / d.g_cm3[0], 1.0 / s**3, rtol=1e-12)
+    assert d.drift > 0  # still compressing: not settled
+    flat = density(Trajectory(beta.get_chemical_symbols(), pos[[0] * 8], cells[[0] * 8], 10.0 * np.arange(8)))
+    assert flat.drift == pytest.approx(0.0)
+    assert flat.second_half == pytest.approx((flat.mean, 0.0))
+    with pytest.raises(AnalysisError, match="degenerate cell"):
+        density(Trajectory(beta.get_chemical_symbols(), pos[:2], np.zeros((2, 3, 3)), [0.0, 1.0]))
