@@ -321,7 +321,7 @@ def rdf(
 # ---------------------------------------------------------------------- polyanions
 @dataclass
 class Unit:
-    """One polyanion: ``kind`` (``PS4``, ``P2S7``, ``P2S6``, ``P2S6-edge``, ``P3S10``, ...),
+    """One polyanion: ``kind`` (``PS4``, ``P2S7``, ``P2S6``, ``P2S6-corner``, ``P2S6-edge``, ``P3S10``, ...),
     its centre and ligand atom indices, and the ligands shared by two centres (bridging)."""
 
     kind: str
@@ -341,9 +341,10 @@ def polyanion_units(
 ) -> list[Unit]:
     """Units of one frame: centres joined by bridging ligands or centre–centre bonds.
 
-    Two centres sharing one ligand are corner sharing (P₂S₇), sharing two are edge sharing
-    (``P2S6-edge``), bonded directly (closer than ``center_cutoff``) are ``P2S6``-type; other
-    clusters are named by formula.
+    Two centres sharing one ligand are corner sharing (P₂S₇; ``P2S6-corner`` when one centre has
+    only three ligands), sharing two are edge sharing (``P2S6-edge``), bonded directly (closer
+    than ``center_cutoff``) with no shared ligand are ``P2S6``-type (P–P); other clusters are
+    named by formula (``P3S9``: three corner-sharing tetrahedra in a ring; ``P3S10``: a chain).
 
     Args:
         traj: frames.
@@ -390,8 +391,12 @@ def polyanion_units(
         nc, nl = len(cs), len(ligs)
         if nc == 1:
             kind = f"{center}{ligand}{nl}"
-        elif (nc == 2 and frozenset(cs) in direct and not bridging) or (nc == 2 and len(bridging) == 1):
-            kind = f"{center}2{ligand}{nl}"
+        elif nc == 2 and frozenset(cs) in direct and not bridging:
+            kind = f"{center}2{ligand}{nl}"  # centre-centre bond: P2S6 (P-P, hypodiphosphate)
+        elif nc == 2 and len(bridging) == 1:
+            # corner sharing: P2S7 when both are tetrahedra; a pair with a three-fold centre
+            # (P2S6 without a P-P bond) must not read as the P-P bonded P2S6
+            kind = f"{center}2{ligand}{nl}" if nl == 7 else f"{center}2{ligand}{nl}-corner"
         elif nc == 2 and len(bridging) == 2:
             kind = f"{center}2{ligand}{nl}-edge"
         else:
@@ -403,23 +408,41 @@ def polyanion_units(
 @dataclass
 class UnitStats:
     """Polyanion statistics over frames: mean number of each kind per frame, the share of units
-    (``unit_fraction``) and of centres (``center_fraction``) in each kind."""
+    (``unit_fraction``) and of centres (``center_fraction``) in each kind; and the ligands outside
+    every unit: ``free_ligands`` (mean per frame of ligands with no centre within the bond cutoff,
+    e.g. S²⁻, S₂²⁻) and ``ligand_bonds`` (mean per frame of ligand–ligand pairs closer than
+    ``ligand_cutoff``, e.g. S–S bonds of di- and polysulfides, whether or not bound to a centre)."""
 
     counts: dict[str, float]
     unit_fraction: dict[str, float]
     center_fraction: dict[str, float]
     n_frames: int
+    free_ligands: float = 0.0
+    ligand_bonds: float = 0.0
+    ligand_cutoff: float = math.nan
 
 
-def unit_statistics(traj: Trajectory, *, max_frames: int | None = 20, **kwargs: Any) -> UnitStats:
-    """:func:`polyanion_units` averaged over up to ``max_frames`` evenly spaced frames."""
+def unit_statistics(
+    traj: Trajectory, *, max_frames: int | None = 20, ligand_cutoff: float = 2.3, **kwargs: Any
+) -> UnitStats:
+    """:func:`polyanion_units` averaged over up to ``max_frames`` evenly spaced frames, plus the
+    free ligands and the ligand–ligand bonds (closer than ``ligand_cutoff`` Å: S–S 2.05 Å in S₂²⁻,
+    ~3.3 Å between the S of a PS₄)."""
     frames = _sample(traj.n_frames, max_frames)
     counts: Counter = Counter()
     centers: Counter = Counter()
+    ligand = kwargs.get("ligand", "S")
+    n_lig = int((traj.symbols == ligand).sum())
+    free = bonds = 0
     for f in frames:
-        for u in polyanion_units(traj, int(f), **kwargs):
+        units = polyanion_units(traj, int(f), **kwargs)
+        for u in units:
             counts[u.kind] += 1
             centers[u.kind] += len(u.centers)
+        free += n_lig - sum(len(u.ligands) for u in units)
+        if n_lig >= 2:
+            i, j, _ = _pairs(traj, int(f), ligand_cutoff)
+            bonds += int(((traj.symbols[i] == ligand) & (traj.symbols[j] == ligand) & (i < j)).sum())
     nu, ncen = sum(counts.values()), sum(centers.values())
     kinds = sorted(counts)
     return UnitStats(
@@ -427,6 +450,9 @@ def unit_statistics(traj: Trajectory, *, max_frames: int | None = 20, **kwargs: 
         {k: counts[k] / nu for k in kinds},
         {k: centers[k] / ncen for k in kinds},
         len(frames),
+        free / len(frames),
+        bonds / len(frames),
+        ligand_cutoff,
     )
 
 
@@ -1134,7 +1160,12 @@ def to_datasets(res: StructureAnalysis) -> dict[str, Any]:
                 "center_fraction": ("kind", np.array([u.center_fraction[k] for k in kinds])),
             },
             coords={"kind": _s(kinds)},
-            attrs={"n_frames": u.n_frames},
+            attrs={
+                "n_frames": u.n_frames,
+                "free_ligands_per_frame": u.free_ligands,
+                "ligand_bonds_per_frame": u.ligand_bonds,
+                "ligand_cutoff_A": u.ligand_cutoff,
+            },
         )
     if res.rotation is not None:
         ro = res.rotation

@@ -124,6 +124,11 @@ def structure(
                         _fmt(res.units.center_fraction[k], ".3f"),
                     )
                 out.print(u)
+                out.print(
+                    f"{rid}: {ligand} outside every {center} unit: {_fmt(res.units.free_ligands)} per frame; "
+                    f"{ligand}-{ligand} bonds (< {res.units.ligand_cutoff:g} Å): {_fmt(res.units.ligand_bonds)} per frame",
+                    markup=False,
+                )
             d = Table(title=f"{rid}: dynamics")
             d.add_column("quantity")
             d.add_column("value")

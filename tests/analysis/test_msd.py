@@ -101,7 +101,9 @@ def test_msd_is_computed_locally_with_a_distributed_client(tmp_path) -> None:
     x = np.cumsum(rng.normal(size=(60, 8, 3)), axis=0).astype(np.float32)
     want = msd_fft(x.astype(np.float64)).mean(axis=1)
     with (
-        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c,
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as c,
         distributed.Client(c),
     ):
         got = msd_from_positions(da.from_array(x, chunks=(16, 8, 3)), mobile=np.ones(8, dtype=bool))

@@ -4,6 +4,7 @@ hop counting, hop–rotation correlation, site occupancy, and the store / CLI ro
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import ase
 import numpy as np
@@ -93,6 +94,28 @@ def test_polyanion_classes_of_prototypes():
     p2s7 = [u for u in polyanion_units(_static(prototype("Li7P3S11"))) if u.kind == "P2S7"]
     assert all(len(u.bridging) == 1 and len(u.ligands) == 7 for u in p2s7)
     assert unit_statistics(_static(li6ps5cl(seed=2))).counts == {"PS4": 4.0}
+    # a corner-sharing pair with a three-fold P (one terminal S of a P2S7 removed) is not the
+    # P-P bonded P2S6 of Li4P2S6
+    li7_atoms = prototype("Li7P3S11")
+    u = p2s7[0]
+    terminal = [x for x in u.ligands if x not in u.bridging]
+    del li7_atoms[terminal[0]]
+    kinds = Counter(v.kind for v in polyanion_units(_static(li7_atoms)))
+    assert kinds == {"P2S6-corner": 1, "P2S7": 1, "PS4": 2}
+    assert (li7.free_ligands, li7.ligand_bonds) == (0.0, 0.0)
+
+
+def test_free_ligands_and_ligand_bonds_outside_the_units():
+    """A PS4 tetrahedron, an S2 dimer (2.05 Å) and a lone S in a 20 Å box: 3 free S, 1 S-S bond;
+    the S of the PS4 (3.35 Å apart) are not bonded to each other."""
+    tet = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / math.sqrt(3) * 2.05
+    pos = np.vstack([[10.0, 10.0, 10.0], 10.0 + tet, [[3.0, 3.0, 3.0], [5.05, 3.0, 3.0], [3.0, 16.0, 16.0]]])
+    atoms = ase.Atoms("PS4S2S", positions=pos, cell=[20.0, 20.0, 20.0], pbc=True)
+    st = unit_statistics(_static(atoms))
+    assert st.counts == {"PS4": 1.0}
+    assert st.free_ligands == 3.0
+    assert st.ligand_bonds == 1.0
+    assert unit_statistics(_static(atoms), ligand_cutoff=3.5).ligand_bonds == 1.0 + 6.0  # + the PS4 edges
 
 
 def _rotating_tetrahedron(omega: float, n_frames: int, dt: float, tilt: np.ndarray) -> Trajectory:
