@@ -222,6 +222,37 @@ def first_peak(r: np.ndarray, g: np.ndarray) -> float:
     return float(r[p])
 
 
+def shell_peak(
+    r: np.ndarray, g: np.ndarray, n: np.ndarray, *, min_cn: float = 1.0, smooth: float = 0.3
+) -> float:
+    """Position (Å) of the first maximum of ``g`` whose shell holds at least ``min_cn`` neighbours
+    per atom (``n`` is the running coordination number; the shell runs between the minima of the
+    ``smooth`` Å box-smoothed ``g`` on either side of the maximum).
+
+    Unlike :func:`first_peak` it skips a few odd close pairs, e.g. the P–P of 2–3 edge-sharing
+    units in a glass (g is large there only because the shell volume is small), and returns the
+    neighbour shell that sets the length scale of the structure (the P–P shell at ~5.3 Å).  NaN
+    when no maximum qualifies."""
+    g = np.asarray(g, dtype=float)
+    n = np.asarray(n, dtype=float)
+    dr = float(r[1] - r[0]) if len(r) > 1 else 1.0
+    w = max(1, round(smooth / dr))
+    gs = np.convolve(g, np.ones(w) / w, mode="same") if w > 1 else g
+    interior = np.arange(1, len(gs) - 1)
+    maxima = interior[
+        (gs[interior] > 1.0) & (gs[interior] >= gs[interior - 1]) & (gs[interior] > gs[interior + 1])
+    ]
+    minima = interior[(gs[interior] <= gs[interior - 1]) & (gs[interior] < gs[interior + 1])]
+    for m in maxima:
+        left = minima[minima < m]
+        right = minima[minima > m]
+        lo = int(left[-1]) if left.size else 0
+        hi = int(right[0]) if right.size else len(n) - 1
+        if n[hi] - n[lo] >= min_cn:
+            return float(r[m])
+    return math.nan
+
+
 def first_minimum(r: np.ndarray, g: np.ndarray, smooth: float = 0.3, depth: float = 0.5) -> float:
     """Position (Å) of the first minimum of ``g`` after its first peak.
 
@@ -603,8 +634,9 @@ def self_relaxation(
     Args:
         traj: equally spaced, unwrapped frames.
         species: element to follow (e.g. P, the network former of a thiophosphate melt).
-        q: wave number, Å⁻¹ (default 2π / first peak of g_aa of the species, from the RDF of 20
-            frames: the length over which its neighbour shell rearranges).
+        q: wave number, Å⁻¹ (default 2π / the first neighbour shell of g_aa of the species holding
+            at least one neighbour per atom (:func:`shell_peak`), from the RDF of 20 frames: the
+            length over which its neighbour shell rearranges).
         max_lag: largest lag in frames (default half the frames).
         max_origins: time origins per lag, evenly spaced (bounds the cost on long runs).
     """
@@ -617,7 +649,9 @@ def self_relaxation(
     com = (traj.positions * masses[None, :, None]).sum(axis=1) / masses.sum()
     x = traj.positions[:, idx] - com[:, None, :]
     if q is None:
-        r_pk = rdf(traj, [(species, species)], max_frames=20).r_peak.get((species, species), math.nan)
+        rd = rdf(traj, [(species, species)], max_frames=20)
+        key = (species, species)
+        r_pk = shell_peak(rd.r, rd.g[key], rd.n[key]) if key in rd.g else math.nan
         if not math.isfinite(r_pk):
             raise AnalysisError(f"run {traj.run_id!r}: no {species}-{species} RDF peak to set q; give q")
         q = 2.0 * math.pi / r_pk

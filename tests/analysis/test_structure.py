@@ -24,6 +24,7 @@ from ssehpc.analysis.structure import (
     rotation_events,
     rotational_acf,
     self_relaxation,
+    shell_peak,
     site_occupancy,
     unit_statistics,
 )
@@ -431,3 +432,17 @@ def test_density_of_prototypes_and_of_a_shrinking_cell():
     assert flat.second_half == pytest.approx((flat.mean, 0.0))
     with pytest.raises(AnalysisError, match="degenerate cell"):
         density(Trajectory(beta.get_chemical_symbols(), pos[:2], np.zeros((2, 3, 3)), [0.0, 1.0]))
+
+
+def test_shell_peak_skips_a_stray_close_pair_that_first_peak_takes():
+    """Simple cubic 'P' at 5.3 Å plus one extra atom on a cube edge (2.9 and 2.4 Å from two
+    sites): g has tall narrow peaks below 3 Å holding 4/126 neighbours per atom, and the real
+    shell at 5.3 Å."""
+    atoms = bulk("Po", "sc", a=5.3).repeat(5)
+    atoms += ase.Atoms("Po", positions=[atoms.positions[0] + [2.9, 0.0, 0.0]])
+    atoms.positions[:, 0] += 0.01  # nothing on a bin edge
+    r = rdf(_static(atoms), [("Po", "Po")], r_max=6.5)
+    key = ("Po", "Po")
+    assert r.r_peak[key] < 3.0  # first_peak: a stray pair
+    assert shell_peak(r.r, r.g[key], r.n[key]) == pytest.approx(5.3, abs=0.1)
+    assert math.isnan(shell_peak(r.r, r.g[key], r.n[key], min_cn=100.0))
