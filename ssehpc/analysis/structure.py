@@ -249,7 +249,7 @@ def shell_peak(
         lo = int(left[-1]) if left.size else 0
         hi = int(right[0]) if right.size else len(n) - 1
         if n[hi] - n[lo] >= min_cn:
-            return float(r[m])
+            return float(r[lo + int(np.argmax(g[lo : hi + 1]))])  # the raw maximum in the shell
     return math.nan
 
 
