@@ -225,30 +225,23 @@ def first_peak(r: np.ndarray, g: np.ndarray) -> float:
 def shell_peak(
     r: np.ndarray, g: np.ndarray, n: np.ndarray, *, min_cn: float = 1.0, smooth: float = 0.3
 ) -> float:
-    """Position (Å) of the first maximum of ``g`` whose shell holds at least ``min_cn`` neighbours
-    per atom (``n`` is the running coordination number; the shell runs between the minima of the
-    ``smooth`` Å box-smoothed ``g`` on either side of the maximum).
+    """Position (Å) of the maximum of ``g`` in its first shell that holds at least ``min_cn``
+    neighbours per atom.  A shell is a stretch where the ``smooth`` Å box-smoothed ``g`` exceeds 1;
+    ``n`` is the running coordination number, so a shell holds ``n(end) − n(start)``.
 
     Unlike :func:`first_peak` it skips a few odd close pairs, e.g. the P–P of 2–3 edge-sharing
     units in a glass (g is large there only because the shell volume is small), and returns the
     neighbour shell that sets the length scale of the structure (the P–P shell at ~5.3 Å).  NaN
-    when no maximum qualifies."""
+    when no shell qualifies."""
     g = np.asarray(g, dtype=float)
     n = np.asarray(n, dtype=float)
     dr = float(r[1] - r[0]) if len(r) > 1 else 1.0
     w = max(1, round(smooth / dr))
     gs = np.convolve(g, np.ones(w) / w, mode="same") if w > 1 else g
-    interior = np.arange(1, len(gs) - 1)
-    maxima = interior[
-        (gs[interior] > 1.0) & (gs[interior] >= gs[interior - 1]) & (gs[interior] > gs[interior + 1])
-    ]
-    minima = interior[(gs[interior] <= gs[interior - 1]) & (gs[interior] < gs[interior + 1])]
-    for m in maxima:
-        left = minima[minima < m]
-        right = minima[minima > m]
-        lo = int(left[-1]) if left.size else 0
-        hi = int(right[0]) if right.size else len(n) - 1
-        if n[hi] - n[lo] >= min_cn:
+    above = np.concatenate([[False], gs > 1.0, [False]])
+    edges = np.flatnonzero(np.diff(above.astype(int)))
+    for lo, hi in zip(edges[::2], edges[1::2] - 1, strict=True):
+        if n[hi] - n[max(lo - 1, 0)] >= min_cn:
             return float(r[lo + int(np.argmax(g[lo : hi + 1]))])  # the raw maximum in the shell
     return math.nan
 
