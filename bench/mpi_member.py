@@ -323,7 +323,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skin", type=float, default=1.0, help="Å")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--model", default="lips", help="lips: ML model name or file")
-    ap.add_argument("--compile", action="store_true", help="torch.compile-d kernels (LJ pair kernel, ML stages)")
+    ap.add_argument(
+        "--compile", action="store_true", help="torch.compile-d kernels (LJ pair kernel, ML stages)"
+    )
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps (>= 1)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per rank")

@@ -93,7 +93,9 @@ class TrainConfig(BaseModel):
     core_inner: float = Field(0.0, ge=0.0, description="Å, ZBL repulsion at full strength below this")
     core_outer: float = Field(0.0, ge=0.0, description="Å, ZBL repulsion off above this (0 = no repulsion)")
     radial_floor: float = Field(
-        0.0, ge=0.0, description="Å, learned radial functions frozen below this (≤ shortest distance in the data)"
+        0.0,
+        ge=0.0,
+        description="Å, learned radial functions frozen below this (≤ shortest distance in the data)",
     )
     n_members: int = Field(1, ge=1, le=64)
     bootstrap: bool = Field(True, description="committee members train on bootstrap resamples")

@@ -28,7 +28,10 @@ from ssehpc.ml.shipped import resolve_model
 from tests.campaign.conftest import dask_client  # noqa: F401 (the session's LocalCluster)
 
 DATA = Path(__file__).resolve().parents[2] / "ssehpc" / "data" / "lips" / "test.extxyz.xz"
-TRUST_LO, TRUST_HI = 0.03, 1.0  # eV/Å; low trust_lo so that a short hot run has candidates (lips: 0.026 at step 0)
+TRUST_LO, TRUST_HI = (
+    0.03,
+    1.0,
+)  # eV/Å; low trust_lo so that a short hot run has candidates (lips: 0.026 at step 0)
 MAX_TOTAL = 6
 
 
