@@ -28,6 +28,7 @@ DEFAULT_TRUST_HI: float = 0.15
 #: ``examples/lips_trust_calibration.py`` measures them on the held-out teacher frames.
 CALIBRATED_TRUST: dict[str, tuple[float, float]] = {
     "lips": (0.10, 0.25),
+    "lips-v8": (0.10, 0.25),
     "lips-v7": (0.10, 0.25),
     "lips-v6": (0.10, 0.25),
     "lips-v5": (0.10, 0.25),

@@ -17,7 +17,7 @@ def test_shipped_committee_by_name() -> None:
     assert sorted(pot.spec.species) == [3, 15, 16]
     assert pot.metadata["teacher"].startswith("CHGNet")
     # the default name is the newest committee, with its ZBL core below 1.2 Å
-    assert resolve_model("lips") == resolve_model("lips-v7")
+    assert resolve_model("lips") == resolve_model("lips-v8")
     assert make_potential("mlff", model="lips").spec.core_outer == pytest.approx(1.2)
     single = make_potential("mlff", model="lips-v0", members=[1], dtype="float64")
     assert type(single) is MomentPotential
