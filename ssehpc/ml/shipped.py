@@ -10,8 +10,7 @@ radial floor; the default until data v2/v3: it collapses within picoseconds abov
 1000–1500 K liquids), ``lips-v6`` (+ one active-learning iteration in its own glass at 600 K),
 ``lips-v7`` (+ a second one, over four new glass packings through quench, NPT and 600 K) and
 ``lips-v8`` (+ a third one, the same way over four more packings; not the default: no better than
-v7 in the glass, ``docs/mlff.md``).  Anything
-that is not a shipped name is taken as a file path.
+v7 in the glass, ``docs/mlff.md``).  Anything that is not a shipped name is taken as a file path.
 """
 
 from __future__ import annotations
