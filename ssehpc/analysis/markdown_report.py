@@ -266,7 +266,7 @@ def _arrhenius_section(res: StoreAnalysis) -> list[str]:
 # ---------------------------------------------------------------------- screening
 def _trust_levels(zs: ZarrStore) -> tuple[float, float] | None:
     """The runs' own trust levels, else the calibrated ones of their shipped committee."""
-    from ssehpc.screen.config import CALIBRATED_TRUST
+    from ssehpc.screen.config import calibrated_trust
     from ssehpc.screen.screening import trust_levels_of_runs
 
     runs = [zs.run(r) for r in zs.runs]
@@ -274,8 +274,8 @@ def _trust_levels(zs: ZarrStore) -> tuple[float, float] | None:
     if recorded is not None:
         return recorded
     models = {str(((r.attrs.get("potential") or {}).get("params") or {}).get("model")) for r in runs}
-    if len(models) == 1 and (m := models.pop()) in CALIBRATED_TRUST:
-        return CALIBRATED_TRUST[m]
+    if len(models) == 1:
+        return calibrated_trust(models.pop())
     return None
 
 

@@ -254,10 +254,10 @@ class ResolvedLearnConfig:
         except SpecError as exc:
             raise LearnError(f"campaign: {exc}") from None
         # trust levels: learn block, then the campaign's, then the model's calibration, then generic
-        from ssehpc.screen import CALIBRATED_TRUST, DEFAULT_TRUST_HI, DEFAULT_TRUST_LO
+        from ssehpc.screen import DEFAULT_TRUST_HI, DEFAULT_TRUST_LO, calibrated_trust
 
         camp = self.campaign.screening
-        calibrated = CALIBRATED_TRUST.get(cfg.model.strip().lower())
+        calibrated = calibrated_trust(cfg.model) or calibrated_trust(self.model_path)
         lo = (
             cfg.screening.trust_lo
             or (camp.trust_lo if camp else None)

@@ -15,6 +15,7 @@ from ssehpc.screen.config import (
     DEFAULT_TRUST_HI,
     DEFAULT_TRUST_LO,
     ScreeningSpec,
+    calibrated_trust,
 )
 from ssehpc.screen.descriptors import farthest_point_sampling, rdf_fingerprint
 from ssehpc.screen.guard import ExtrapolationGuard, ExtrapolationStop
@@ -41,6 +42,7 @@ __all__ = [
     "RunScreen",
     "ScreeningResult",
     "ScreeningSpec",
+    "calibrated_trust",
     "candidate_atoms",
     "classify",
     "deviations_by_run",

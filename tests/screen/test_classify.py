@@ -64,3 +64,29 @@ def test_screening_spec_defaults_and_validation():
     with pytest.raises(SpecError, match=r"screening\.stop_afte: unknown field"):
         MDSpec.from_dict({**base, "screening": {"stop_afte": 2}})
     assert MDSpec.from_dict(base).screening is None
+
+
+def test_calibrated_trust_by_name_path_and_copy(tmp_path):
+    """A shipped committee named by its file, or by a byte-identical copy, screens at its
+    calibrated levels; a different file gets none (the generic defaults apply)."""
+    import shutil
+
+    from ssehpc.ml.shipped import SHIPPED_MODELS
+    from ssehpc.screen import CALIBRATED_TRUST, calibrated_trust
+
+    assert calibrated_trust("LIPS ") == CALIBRATED_TRUST["lips"] == (0.10, 0.25)
+    shipped = SHIPPED_MODELS["lips-v6"]
+    assert calibrated_trust(shipped) == CALIBRATED_TRUST["lips-v6"]
+    copy = tmp_path / "mine.pt"
+    shutil.copyfile(shipped, copy)
+    assert calibrated_trust(str(copy)) == CALIBRATED_TRUST["lips-v6"]
+    # one byte changed: no longer that committee
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    assert calibrated_trust(copy) is None
+    # uncalibrated shipped committees, missing files and None
+    assert "lips-v0" not in CALIBRATED_TRUST
+    assert calibrated_trust(SHIPPED_MODELS["lips-v0"]) is None
+    assert calibrated_trust(tmp_path / "absent.pt") is None
+    assert calibrated_trust(None) is None
