@@ -882,6 +882,7 @@ def prepare_run(
         thermo.maxwell_boltzmann(state, SerialDomain(), spec.temperature_K)
     committee = getattr(potential, "n_members", 1) >= 2  # force deviations go to the store
     _check_screening(spec, potential)
+    spec = with_calibrated_trust(spec)
 
     def create() -> RunStore:
         store = ZarrStore.open(spec.store, "a", spec=spec.to_json())
@@ -898,6 +899,34 @@ def prepare_run(
     ops = _operations(spec, run, thermo_stream, committee=committee)
     sim = Simulation(state, forces, integrator, ops, store=run, progress=progress)
     return MDRun(spec, sim, run)
+
+
+def calibrated_screening(scr: ScreeningSpec | None, potential: PotentialSpec) -> ScreeningSpec | None:
+    """``scr`` with the calibrated trust levels of ``potential``'s shipped committee filled in
+    where the block leaves ``trust_lo`` / ``trust_hi`` unset (otherwise the generic DP-GEN
+    0.05 / 0.15 eV/Å would apply, which flag ordinary 600 K frames of ``lips``).  Levels given in
+    the block always win; anything but an ``mlff`` potential with a calibrated model
+    (:func:`ssehpc.screen.calibrated_trust`) is returned unchanged."""
+    from ssehpc.screen import calibrated_trust
+
+    if scr is None or potential.name != "mlff":
+        return scr
+    unset = {"trust_lo", "trust_hi"} - scr.model_fields_set
+    levels = calibrated_trust(potential.params.get("model")) if unset else None
+    if levels is None:
+        return scr
+    update = {k: v for k, v in zip(("trust_lo", "trust_hi"), levels, strict=True) if k in unset}
+    try:
+        return ScreeningSpec(**{**scr.model_dump(exclude_unset=True), **update})
+    except ValidationError as exc:
+        raise SpecError(f"screening: {format_validation_error(exc)}") from None
+
+
+def with_calibrated_trust(spec: MDSpec) -> MDSpec:
+    """``spec`` with :func:`calibrated_screening` applied (the levels are recorded with the run,
+    so a resumed run and ``ssehpc screen`` use the same ones)."""
+    filled = calibrated_screening(spec.screening, spec.potential)
+    return spec if filled is spec.screening else spec.model_copy(update={"screening": filled})
 
 
 def _check_screening(spec: MDSpec, potential: Potential) -> None:

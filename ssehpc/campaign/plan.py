@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from ssehpc.campaign.spec import CampaignSpec, StageSpec, _format_value
-from ssehpc.spec import MDSpec, SpecError
+from ssehpc.spec import MDSpec, SpecError, calibrated_screening
 
 
 def _stage_screening(spec: CampaignSpec, stage: StageSpec) -> dict[str, Any] | None:
-    """The screening block of a stage's runs: the stage's own, none (``false``), or the campaign's."""
+    """The screening block of a stage's runs: the stage's own, none (``false``), or the campaign's,
+    with the calibrated levels of the stage's shipped committee where the block names none."""
     chosen = spec.screening if stage.screening is None else (stage.screening or None)
+    chosen = calibrated_screening(chosen, spec.stage_potential(stage))
     return chosen.model_dump(mode="json") if chosen is not None else None
 
 

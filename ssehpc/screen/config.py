@@ -13,7 +13,9 @@ committee (:func:`ssehpc.forces.committee_deviation`, as in DP-GEN).  With trust
 ====================================  ==========  ===========================================
 
 The generic defaults are DP-GEN's 0.05 / 0.15 eV/Å; the shipped ``lips`` committee is calibrated to
-0.10 / 0.25 eV/Å (``docs/mlff.md``, ``docs/screening.md``).
+0.10 / 0.25 eV/Å (``docs/mlff.md``, ``docs/screening.md``), and a screening block of a run driven by
+a shipped committee that leaves the levels unset gets those
+(:func:`ssehpc.spec.calibrated_screening`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ CALIBRATED_TRUST: dict[str, tuple[float, float]] = {
     "lips-v5": (0.10, 0.25),
     "lips-v3": (0.10, 0.25),
 }
-
 
 
 def _sha256(path: Path) -> str:

@@ -50,6 +50,41 @@ def test_campaign_screening_block_reaches_every_run(tmp_path):
     assert all(r.mdspec().screening is None for r in plain.runs)
 
 
+def test_unset_trust_levels_are_the_shipped_committees_calibrated_ones(tmp_path):
+    """A screening block without levels screens ``lips`` at its calibrated 0.10 / 0.25 eV/Å (not
+    the generic 0.05 / 0.15, which flag ordinary 600 K frames); a level given wins; a stage with
+    a potential that has no calibration (Lennard-Jones) keeps the generic defaults."""
+    from ssehpc.screen import DEFAULT_TRUST_HI, DEFAULT_TRUST_LO
+    from ssehpc.spec import MDSpec, with_calibrated_trust
+
+    stage = lips_campaign(tmp_path / "x")["stages"][0]
+    lj = {"name": "lj", "params": {"epsilon": 0.01, "sigma": 3.0, "cutoff": 6.0}}
+    stages = [
+        {**stage, "name": "a"},
+        {**stage, "name": "b", "screening": {"trust_hi": 0.4, "stop_after": 5}},
+        {**stage, "name": "c", "potential": lj},
+    ]
+    spec = lips_campaign(tmp_path / "c.zarr", stages=stages, screening={"stop_after": 7})
+    levels = {}
+    for run in expand(CampaignSpec.from_dict(spec)).runs:
+        s = run.mdspec().screening
+        levels.setdefault(run.stage, set()).add((s.trust_lo, s.trust_hi, s.stop_after))
+    assert levels["a"] == {(0.10, 0.25, 7)}
+    assert levels["b"] == {(0.10, 0.4, 5)}
+    assert levels["c"] == {(DEFAULT_TRUST_LO, DEFAULT_TRUST_HI, 7)}
+    # a single run spec (ssehpc run) the same way; the filled levels are explicit in its JSON
+    data = expand(CampaignSpec.from_dict(spec)).runs[0].mdspec().to_json()
+    md = MDSpec.from_dict({**data, "screening": {"stop_after": 2}})
+    assert (md.screening.trust_lo, md.screening.trust_hi) == (DEFAULT_TRUST_LO, DEFAULT_TRUST_HI)
+    filled = with_calibrated_trust(md)
+    assert (filled.screening.trust_lo, filled.screening.trust_hi, filled.screening.stop_after) == (
+        0.10,
+        0.25,
+        2,
+    )
+    assert MDSpec.from_dict(filled.to_json()).screening == filled.screening
+
+
 def test_a_stage_can_loosen_or_switch_off_the_campaign_screening(tmp_path):
     """A melt stage leaves the crystal's trust region on purpose: its own levels, or none."""
     stage = lips_campaign(tmp_path / "x")["stages"][0]
