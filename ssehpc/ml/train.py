@@ -99,6 +99,11 @@ class TrainConfig(BaseModel):
     )
     n_members: int = Field(1, ge=1, le=64)
     bootstrap: bool = Field(True, description="committee members train on bootstrap resamples")
+    feature_frames: Literal["spread", "first"] = Field(
+        "spread",
+        description="training frames whose invariants set the feature mean/std (from-scratch runs): "
+        "64 spread evenly over the set, or the first 64 (before 2026-12-07; committee_v0)",
+    )
     dtype: Literal["float32", "float64"] = "float32"
     # optimisation
     seed: int = 0
@@ -216,9 +221,17 @@ def member_losses(
 
 
 @torch.no_grad()
-def _feature_statistics(model: MomentPotential, graphs: Sequence[FrameGraph], device: str) -> None:
-    """Per-member mean/std of the invariants over (up to 64) training frames."""
-    take = list(range(min(len(graphs), 64)))
+def _feature_statistics(
+    model: MomentPotential, graphs: Sequence[FrameGraph], device: str, frames: str = "spread"
+) -> None:
+    """Per-member mean/std of the invariants over (up to 64) training frames: spread evenly over the
+    training set (data files are often ordered by kind: crystals first, melts last), or the first
+    64 (``frames="first"``, the earlier behaviour)."""
+    n = len(graphs)
+    if n > 64 and frames == "spread":
+        take = sorted({round(k * (n - 1) / 63) for k in range(64)})
+    else:
+        take = list(range(min(n, 64)))
     batch = collate(graphs, take).to(device, model.dtype)
     types = model.type_of_z[batch.species]
     n = int(batch.species.numel())
@@ -380,7 +393,7 @@ def train(
                 mldata.reference_energies(train_g, species)[None].expand(spec.n_members, -1)
             )
             model.energy_scale.fill_(mldata.force_rms(train_g))
-        _feature_statistics(model, train_g, device)
+        _feature_statistics(model, train_g, device, config.feature_frames)
 
     kk = spec.n_members
     boot = _bootstrap_weights(kk, len(train_g), config.seed, config.bootstrap).to(device, dtype)

@@ -169,3 +169,25 @@ def test_warm_start_continues_from_the_init_model(tmp_path, frames) -> None:
     assert with_core.model.spec.core_outer == 1.0
     with pytest.raises(ValueError, match="hidden"):
         train(warm_cfg.model_copy(update={"hidden": [8, 8]}), frames=frames)
+
+
+def test_feature_scales_come_from_the_whole_training_set(frames) -> None:
+    """Feature statistics sample the training set evenly, not its first frames: with 64 perfect
+    crystals first (a file ordered by kind; every atom has the same environment, so they alone
+    give zero feature spread) the scales still see the rattled, alloyed structures after them."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from tests.ml.systems import label
+
+    perfect = label(bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2)), EMT())
+    ordered = [perfect] * 64 + list(frames)
+    cfg = TrainConfig(data=["-"], epochs=1, seed=0, batch_size=8, **SMALL)
+    std = train(cfg, frames=ordered, validation_frames=frames[:2]).model.feature_std
+    assert float(std.max()) > 1e-3  # the 64 crystals alone: std 0, clamped to ~1e-12
+    assert float((std > 1e-4 * std.max()).float().mean()) > 0.5
+    # the earlier behaviour, kept for reproducing committee_v0
+    first = train(
+        cfg.model_copy(update={"feature_frames": "first"}), frames=ordered, validation_frames=frames[:2]
+    )
+    assert float(first.model.feature_std.max()) < 1e-6
