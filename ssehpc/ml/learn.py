@@ -257,7 +257,7 @@ class ResolvedLearnConfig:
         from ssehpc.screen import DEFAULT_TRUST_HI, DEFAULT_TRUST_LO, calibrated_trust
 
         camp = self.campaign.screening
-        calibrated = calibrated_trust(cfg.model) or calibrated_trust(self.model_path)
+        calibrated = calibrated_trust(self.model_path)  # resolved: a shipped name or a file
         lo = (
             cfg.screening.trust_lo
             or (camp.trust_lo if camp else None)

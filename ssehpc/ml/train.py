@@ -227,11 +227,11 @@ def _feature_statistics(
     """Per-member mean/std of the invariants over (up to 64) training frames: spread evenly over the
     training set (data files are often ordered by kind: crystals first, melts last), or the first
     64 (``frames="first"``, the earlier behaviour)."""
-    n = len(graphs)
-    if n > 64 and frames == "spread":
-        take = sorted({round(k * (n - 1) / 63) for k in range(64)})
+    n_frames = len(graphs)
+    if n_frames > 64 and frames == "spread":
+        take = sorted({round(k * (n_frames - 1) / 63) for k in range(64)})
     else:
-        take = list(range(min(n, 64)))
+        take = list(range(min(n_frames, 64)))
     batch = collate(graphs, take).to(device, model.dtype)
     types = model.type_of_z[batch.species]
     n = int(batch.species.numel())

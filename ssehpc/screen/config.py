@@ -20,8 +20,6 @@ a shipped committee that leaves the levels unset gets those
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -42,54 +40,33 @@ CALIBRATED_TRUST: dict[str, tuple[float, float]] = {
 }
 
 
-def _sha256(path: Path) -> str:
-    st = path.stat()
-    return _sha256_cached(path, st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def calibrated_trust(model: str | Path | None) -> tuple[float, float] | None:
     """The calibrated ``(trust_lo, trust_hi)`` (eV/Å) of a shipped committee, or ``None``.
 
-    ``model`` is a shipped name (``"lips"``, ``"lips-v7"``, ...) or a file path; a path counts as
-    the shipped committee it is, or is a byte-identical copy of (compared by SHA-256), so a spec
-    naming ``ssehpc/data/lips/committee_v7.pt`` or a copy of it screens at the same levels as one
-    naming ``lips``.  Any other model (a committee you trained) has no calibration here.
+    ``model`` is a shipped name (``"lips"``, ``"lips-v7"``, ...) or a file path; a file counts as
+    the shipped committee whose content it has (SHA-256), so a spec naming
+    ``ssehpc/data/lips/committee_v7.pt`` or a copy of it screens at the same levels as one naming
+    ``lips``.  Any other model (a committee you trained) has no calibration here.
     """
     if model is None:
         return None
     key = str(model).strip()
     if key.lower() in CALIBRATED_TRUST:
         return CALIBRATED_TRUST[key.lower()]
+    from ssehpc.ml.data import sha256_files
     from ssehpc.ml.shipped import SHIPPED_MODELS
 
     path = Path(key).expanduser()
     try:
         if not path.is_file():
             return None
-        resolved = path.resolve()
-        names = [n for n, f in SHIPPED_MODELS.items() if n in CALIBRATED_TRUST and f.resolve() == resolved]
-        if not names:
-            size = resolved.stat().st_size
-            candidates = [
-                n
-                for n, f in SHIPPED_MODELS.items()
-                if n in CALIBRATED_TRUST and f.is_file() and f.stat().st_size == size
-            ]
-            if candidates:
-                digest = _sha256(resolved)
-                names = [n for n in candidates if _sha256(SHIPPED_MODELS[n].resolve()) == digest]
+        digest = sha256_files(path)
+        for name, shipped in SHIPPED_MODELS.items():
+            if name in CALIBRATED_TRUST and shipped.is_file() and sha256_files(shipped) == digest:
+                return CALIBRATED_TRUST[name]
     except OSError:
         return None
-    return CALIBRATED_TRUST[names[0]] if names else None
+    return None
 
 
 #: Frame classes (the codes stored in ``screening/runs/<run_id>/frame_class``).
