@@ -9,7 +9,7 @@ chain per packing), and for every run prints
   ``ε_i`` and its chemistry: ``P(S4)`` a PS₄ phosphorus, ``P(S3)`` / ``P(S2)`` an under-coordinated
   one, ``+P`` a P–P bond; ``S(P1)`` a terminal and ``S(P2)`` a bridging sulfur, ``S(P0+S)`` a
   sulfur in an S₂ unit and ``S(P0+S+S)`` the middle of an S₃ chain; ``Li(nn X d)`` a lithium with
-  its nearest neighbour (bond cut-offs: P–S, P–P 2.5 Å, S–S 2.4 Å);
+  its nearest neighbour (bond cut-offs as ``ssehpc structure``: P–S, P–P 2.4 Å, S–S 2.3 Å);
 * which committee member is the outlier on that atom (the one farthest from the others' mean).
 
 With ``--out FILE`` it writes the frames it looked at — every excursion, 60 frames drawn uniformly
@@ -43,7 +43,7 @@ from ssehpc.ml import SSEHPCCalculator
 from ssehpc.potentials import make_potential
 
 SYMBOL = {3: "Li", 15: "P", 16: "S"}
-BOND = {(15, 15): 2.5, (15, 16): 2.5, (16, 16): 2.4}  # Å
+BOND = {(15, 15): 2.4, (15, 16): 2.4, (16, 16): 2.3}  # Å, the defaults of ssehpc.analysis.structure
 
 
 def environment(atoms: Atoms, i: int) -> str:
