@@ -16,9 +16,9 @@ def test_shipped_committee_by_name() -> None:
     assert pot.cutoff == pytest.approx(5.0)
     assert sorted(pot.spec.species) == [3, 15, 16]
     assert pot.metadata["teacher"].startswith("CHGNet")
-    # the default name is the current committee (lips-v7; the newer lips-v8 was no better in the glass),
-    # with its ZBL core below 1.2 Å
-    assert resolve_model("lips") == resolve_model("lips-v7")
+    # the default name is the current committee (lips-v9; lips-v8 was no better in the glass than
+    # lips-v7), with its ZBL core below 1.2 Å
+    assert resolve_model("lips") == resolve_model("lips-v9")
     assert make_potential("mlff", model="lips").spec.core_outer == pytest.approx(1.2)
     single = make_potential("mlff", model="lips-v0", members=[1], dtype="float64")
     assert type(single) is MomentPotential
@@ -30,7 +30,7 @@ def test_shipped_committee_by_name() -> None:
 
 def test_unknown_model_names_the_choices(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="lips-v0"):
-        resolve_model("lips-v9")
+        resolve_model("lips-v99")
     with pytest.raises(ValueError, match="dtype"):
         make_potential("mlff", model="lips-v0", dtype="float16")
     with pytest.raises(ValueError, match="bad parameters"):
@@ -84,7 +84,7 @@ def test_spec_with_a_missing_model_file(tmp_path) -> None:
         build_potential(spec)
 
 
-@pytest.mark.parametrize("name", ["lips", "lips-v8"])
+@pytest.mark.parametrize("name", ["lips", "lips-v8", "lips-v7"])
 def test_shipped_committee_names_the_data_it_was_trained_on(name) -> None:
     """The model file's data hash is the hash of the shipped files it lists (provenance)."""
     from ssehpc.ml.data import sha256_files
@@ -191,3 +191,34 @@ def test_glass_frames_above_trust_hi_are_as_accurate_as_the_rest() -> None:
     assert uni["energy_meV_per_atom"]["mae"] <= 5.0, uni
     assert exc["forces_meV_per_A"]["mae"] <= 1.1 * uni["forces_meV_per_A"]["mae"], (exc, uni)
     assert exc["energy_meV_per_atom"]["mae"] <= 5.0, exc
+
+
+def test_default_committee_agrees_where_lips_v7_split() -> None:
+    """On the 66 held-out glass frames where ``lips-v7`` (the default until 2026-12-07) went above
+    ``trust_hi``, the default committee's members agree again on most: the fourth glass iteration
+    (600 labels of the glass's rare redox defects, every member trained on all of them) is what
+    made ``lips-v9`` the default.  Measured: 9 of the 66 still above, median 0.19 eV/Å (``lips-v7``:
+    66, median 0.29; ``docs/mlff.md``, "MD stability")."""
+    import numpy as np
+
+    from ssehpc.ml.calculator import SSEHPCCalculator
+    from ssehpc.ml.data import read_frames
+    from ssehpc.screen import CALIBRATED_TRUST
+
+    frames = [
+        a
+        for a in read_frames(resolve_model("lips").parent / "test_glass.extxyz.xz")
+        if a.info["stratum"] == "excursion"
+    ]
+    trust_hi = CALIBRATED_TRUST["lips"][1]
+    calc = SSEHPCCalculator(make_potential("mlff", model="lips"))
+    dev = []
+    for a in frames:
+        b = a.copy()
+        b.calc = calc
+        b.get_forces()
+        dev.append(calc.results["force_dev_max"])
+    dev = np.array(dev)
+    assert len(dev) == 66
+    assert np.median(dev) < trust_hi, np.median(dev)
+    assert np.sum(dev >= trust_hi) <= 66 // 4, np.sort(dev)[-20:]
