@@ -162,7 +162,7 @@ def test_shipped_committee_meets_the_accuracy_targets_on_independent_frames() ->
 
 def test_glass_frames_above_trust_hi_are_as_accurate_as_the_rest() -> None:
     """``test_glass``: teacher-labelled 600 K frames of two melt-quenched 75Li₂S–25P₂S₅ packings
-    that no training saw, driven by ``lips`` (every frame whose deviation reached the calibrated
+    that no training saw, driven by ``lips-v7`` (every frame whose ``lips-v7`` deviation reached the calibrated
     ``trust_hi`` = 0.25 eV/Å, plus a uniform and a 0.10–0.25 eV/Å sample).  The issue's accuracy
     targets hold on the uniform sample, and the frames above ``trust_hi`` are not measurably less
     accurate: in this glass the committee's excursions are disagreement, not error
