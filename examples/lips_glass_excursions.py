@@ -37,8 +37,10 @@ from ase import Atoms
 from ase.neighborlist import neighbor_list
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ssehpc.io.zarr_store import ZarrStore
+from lips_rescreen import longest_streak, production_runs
+
 from ssehpc.ml import SSEHPCCalculator
 from ssehpc.potentials import make_potential
 
@@ -68,14 +70,6 @@ def environment(atoms: Atoms, i: int) -> str:
     return f"S(P{n_p}{'+S' * n_s})"
 
 
-def production_run(store: str):
-    zs = ZarrStore.open(store, "r")
-    prod = [r for r in zs.runs if r.endswith("_prod")]  # <system>_T<K>_r<replica>_prod
-    if not prod:
-        raise SystemExit(f"{store}: no production ('prod') run among {zs.runs}")
-    return [zs.run(r) for r in prod]
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stores", nargs="+")
@@ -93,17 +87,16 @@ def main(argv=None) -> None:
     lo, hi = args.trust_lo, args.trust_hi
     picked: list[Atoms] = []
     for store in args.stores:
-        for run in production_run(store):
+        for run in production_runs(store, "prod"):
             data = run.read_frames(fields=["force_dev_max", "positions", "cell"])
             dev = np.asarray(data["force_dev_max"], dtype=np.float64)[:, 0]
             z = run.read_static("species")
             above = np.flatnonzero(dev >= hi)
-            streaks = np.split(above, np.flatnonzero(np.diff(above) > 1) + 1) if len(above) else []
             print(
                 f"\n## {store} {run.run_id}: {len(dev)} frames; max_i eps_i median / p99 / max "
                 f"{np.median(dev):.3f} / {np.percentile(dev, 99):.3f} / {dev.max():.3f} eV/A; "
                 f">= {hi}: {len(above)} ({100 * len(above) / len(dev):.2f} %, longest "
-                f"{max((len(s) for s in streaks), default=0)} in a row); >= {lo}: {100 * np.mean(dev >= lo):.0f} %"
+                f"{longest_streak(above)} in a row); >= {lo}: {100 * np.mean(dev >= lo):.0f} %"
             )
             stratum = {}
             below = np.flatnonzero(dev < hi)

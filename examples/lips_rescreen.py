@@ -52,12 +52,18 @@ def frame_deviation(calc: SSEHPCCalculator, z: np.ndarray, pos: np.ndarray, cell
     return out
 
 
+def longest_streak(above: np.ndarray) -> int:
+    """Most consecutive frames among the sorted frame indices ``above`` (0 if none)."""
+    if not len(above):
+        return 0
+    return max(len(s) for s in np.split(above, np.flatnonzero(np.diff(above) > 1) + 1))
+
+
 def summary(dev: np.ndarray, hi: float) -> str:
     above = np.flatnonzero(dev >= hi)
-    streaks = np.split(above, np.flatnonzero(np.diff(above) > 1) + 1) if len(above) else []
     return (
         f"{np.median(dev):.3f} / {np.percentile(dev, 99):.3f} / {dev.max():.3f} | "
-        f"{len(above)} ({100 * len(above) / len(dev):.2f} %) | {max((len(s) for s in streaks), default=0)}"
+        f"{len(above)} ({100 * len(above) / len(dev):.2f} %) | {longest_streak(above)}"
     )
 
 
