@@ -457,6 +457,17 @@ def append_extxyz(path: str | Path, atoms: ase.Atoms | Iterable[ase.Atoms]) -> N
         os.fsync(f.fileno())
 
 
+def round_forces(frames: Iterable[ase.Atoms], decimals: int) -> None:
+    """Round the labelled forces (eV/Å) of ``frames`` in place to ``decimals`` decimals."""
+    for a in frames:
+        if a.calc is not None and "forces" in a.calc.results:
+            a.calc.results["forces"] = np.round(a.calc.results["forces"], decimals)
+        elif "forces" in a.arrays:
+            a.arrays["forces"] = np.round(a.arrays["forces"], decimals)
+        else:
+            raise ValueError("round_forces: a frame has no forces to round")
+
+
 def complete_frames(path: str | Path, *, repair: bool = True) -> int:
     """Number of complete frames in an (x)yz file; optionally cut off a torn last frame.
 

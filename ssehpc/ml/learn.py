@@ -50,6 +50,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = [
+    "LabelDecimals",
     "LearnConfig",
     "LearnError",
     "LearnScreening",
@@ -111,6 +112,27 @@ class LearnScreening(BaseModel):
     seed: int = 0
 
 
+class LabelDecimals(BaseModel):
+    """Decimals kept in the labelled frames (``labels.extxyz``), so a label set ships smaller.
+
+    Positions are rounded *before* the teacher sees them, so every label is exact for the
+    coordinates written; forces are rounded after.  Energy and stress are written in full.
+    Rounding the positions costs no accuracy (the labels belong to the rounded coordinates; 1e-3 Å
+    is far below thermal displacements); forces to 1e-3 eV/Å err by ≤ 0.5 meV/Å, two orders below
+    a useful model's force error.  On 600 glass frames of 192 atoms, 3 / 3 decimals shrink the
+    xz-compressed file from 3.36 to 1.66 MB.
+
+    Attributes:
+        positions: decimals of the Cartesian positions, Å.
+        forces: decimals of the force components, eV/Å.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    positions: int = Field(4, ge=1, le=12)
+    forces: int = Field(3, ge=1, le=12)
+
+
 class LearnConfig(BaseModel):
     """An active-learning loop (YAML keys are these field names; paths relative to the YAML file).
 
@@ -129,6 +151,8 @@ class LearnConfig(BaseModel):
         teacher_version: version recorded in the labels.
         teacher_threads: torch threads in each labelling worker process.
         label_chunk: frames per Dask labelling task.
+        label_decimals: round positions and forces of the labelled frames (``None``: full
+            precision).
         screening: trust levels, extrapolation stop and candidate caps.
         target_accurate_fraction: stop when this fraction of the explored frames is accurate.
         max_iterations: most retrainings; the iteration after the last one only explores and
@@ -150,6 +174,7 @@ class LearnConfig(BaseModel):
     teacher_version: str = ""
     teacher_threads: int = Field(1, ge=1)
     label_chunk: int = Field(4, ge=1)
+    label_decimals: LabelDecimals | None = None
     screening: LearnScreening = Field(default_factory=LearnScreening)
     target_accurate_fraction: float = Field(0.9, gt=0.0, le=1.0)
     max_iterations: int = Field(3, ge=0)
@@ -559,12 +584,18 @@ def _label(
         append_extxyz,
         labelled_indices,
         read_failures,
+        round_forces,
     )
 
     cand = it_dir / "candidates.extxyz"
     frames = ase.io.read(cand, index=":", format="extxyz") if cand.stat().st_size else []
     for a in frames:
         a.info.update(al_iteration=k, origin="active-learning", config_type=f"al-iter{k}")
+    decimals = r.cfg.label_decimals
+    if decimals is not None:
+        for a in frames:
+            a.positions = np.round(a.positions, decimals.positions)
+            a.info["label_decimals"] = f"positions {decimals.positions} forces {decimals.forces}"
     out = it_dir / "labels.extxyz"
     fail_path = out.with_name(out.name + ".failures.jsonl")
     done = labelled_indices(out) | {f.index for f in read_failures(fail_path)}
@@ -589,6 +620,8 @@ def _label(
         n_done = 0
         for fut in as_completed(futures):
             res = fut.result()
+            if decimals is not None:
+                round_forces(res.frames, decimals.forces)
             if res.frames:
                 append_extxyz(out, res.frames)
             if res.failures:

@@ -55,7 +55,7 @@ def calibrated_trust(model: str | Path | None) -> tuple[float, float] | None:
     if key.lower() in CALIBRATED_TRUST:
         return CALIBRATED_TRUST[key.lower()]
     from ssehpc.ml.data import sha256_files
-    from ssehpc.ml.shipped import SHIPPED_MODELS
+    from ssehpc.ml.shipped import RETIRED_MODELS, SHIPPED_MODELS
 
     path = Path(key).expanduser()
     try:
@@ -64,6 +64,9 @@ def calibrated_trust(model: str | Path | None) -> tuple[float, float] | None:
         digest = sha256_files(path)
         for name, shipped in SHIPPED_MODELS.items():
             if name in CALIBRATED_TRUST and shipped.is_file() and sha256_files(shipped) == digest:
+                return CALIBRATED_TRUST[name]
+        for name, retired in RETIRED_MODELS.items():  # a copy restored from the git history
+            if name in CALIBRATED_TRUST and retired.sha256 == digest:
                 return CALIBRATED_TRUST[name]
     except OSError:
         return None

@@ -251,6 +251,42 @@ def test_interrupted_labelling_resumes_with_the_missing_chunk_only(
     assert res.iterations[0]["train"]["n_train_frames"] == 6 + n
 
 
+def test_label_decimals_round_positions_before_the_teacher_and_forces_after(
+    learned: dict[str, Any],
+    dask_client: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    shutil.copytree(learned["base"], tmp_path / "b")
+    base = tmp_path / "b"
+    it0 = base / "work" / "iter_0"
+    for name in ("labels.extxyz", "labels.json", "train.json", "model.pt", "summary.json"):
+        (it0 / name).unlink()
+    shutil.rmtree(base / "work" / "iter_1")
+    cfg = tiny_config(max_iterations=0, label_decimals={"positions": 3, "forces": 2})
+    run_learning(cfg, client=dask_client, base_dir=base, max_iterations=1, log=lambda _: None)
+    full = ase.io.read(learned["work"] / "iter_0" / "labels.extxyz", index=":")
+    short = ase.io.read(it0 / "labels.extxyz", index=":")
+    assert len(short) == len(full) > 0
+    teacher = mlff_teacher(model="lips-v0", members=[0])
+    for a, b in zip(short, full, strict=True):
+        assert a.info["label_decimals"] == "positions 3 forces 2"
+        np.testing.assert_array_equal(a.positions, np.round(b.positions, 3))  # Å
+        f = a.get_forces()
+        np.testing.assert_allclose(f * 100, np.round(f * 100), atol=1e-6)  # eV/Å, two decimals
+        # the labels belong to the written (rounded) positions, not the explored ones
+        probe = a.copy()
+        probe.calc = teacher
+        np.testing.assert_allclose(f, probe.get_forces(), atol=0.005 + 1e-6)
+        np.testing.assert_allclose(a.get_potential_energy(), probe.get_potential_energy(), atol=1e-6)
+    # the energy check above can tell the two apart: rounding moved the teacher's energy by far more
+    # than its 1e-6 eV tolerance, so a teacher that saw the explored positions would fail it
+    moved = [
+        abs(a.get_potential_energy() - b.get_potential_energy()) for a, b in zip(short, full, strict=True)
+    ]
+    assert min(moved) > 1e-5  # eV
+    assert (it0 / "model.pt").is_file()
+
+
 # ---------------------------------------------------------------------------- config errors
 def _error(tmp_path: Path, **overrides: Any) -> str:
     write_data(tmp_path)

@@ -16,8 +16,7 @@ def test_shipped_committee_by_name() -> None:
     assert pot.cutoff == pytest.approx(5.0)
     assert sorted(pot.spec.species) == [3, 15, 16]
     assert pot.metadata["teacher"].startswith("CHGNet")
-    # the default name is the current committee (lips-v9; lips-v8 was no better in the glass than
-    # lips-v7), with its ZBL core below 1.2 Å
+    # the default name is the current committee (lips-v9), with its ZBL core below 1.2 Å
     assert resolve_model("lips") == resolve_model("lips-v9")
     assert make_potential("mlff", model="lips").spec.core_outer == pytest.approx(1.2)
     single = make_potential("mlff", model="lips-v0", members=[1], dtype="float64")
@@ -84,7 +83,7 @@ def test_spec_with_a_missing_model_file(tmp_path) -> None:
         build_potential(spec)
 
 
-@pytest.mark.parametrize("name", ["lips", "lips-v8", "lips-v7"])
+@pytest.mark.parametrize("name", ["lips", "lips-v7", "lips-v6"])
 def test_shipped_committee_names_the_data_it_was_trained_on(name) -> None:
     """The model file's data hash is the hash of the shipped files it lists (provenance)."""
     from ssehpc.ml.data import sha256_files
@@ -94,6 +93,43 @@ def test_shipped_committee_names_the_data_it_was_trained_on(name) -> None:
     files = [resolve_model(name).parent / f for f in md["data_files"]]
     assert all(f.is_file() for f in files), md["data_files"]
     assert sha256_files(files) == md["data_sha256"]
+
+
+def test_a_retired_name_says_how_to_restore_it_and_a_restored_copy_is_recognised(tmp_path) -> None:
+    """Retired committees raise an error with the git command; the restored file keeps its levels."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from ssehpc.ml.data import sha256_files
+    from ssehpc.ml.shipped import RETIRED_MODELS, SHIPPED_MODELS
+    from ssehpc.screen import CALIBRATED_TRUST, calibrated_trust
+
+    assert not set(RETIRED_MODELS) & set(SHIPPED_MODELS)
+    for name, r in RETIRED_MODELS.items():
+        with pytest.raises(FileNotFoundError, match=rf"{name}.*retired.*git show {r.commit}:{r.path}"):
+            resolve_model(name)
+        assert not (Path(__file__).resolve().parents[2] / r.path).exists()
+    with pytest.raises(FileNotFoundError, match="retired"):
+        make_potential("mlff", model="LIPS-V8")
+    # restore it the way the message says (needs the git history: skipped in a shallow or
+    # exported copy of the repository)
+    repo = Path(__file__).resolve().parents[2]
+    r = RETIRED_MODELS["lips-v8"]
+    if (
+        shutil.which("git") is None
+        or subprocess.run(
+            ["git", "-C", str(repo), "cat-file", "-e", f"{r.commit}:{r.path}"], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("no git history here to restore lips-v8 from")
+    subprocess.run(r.restore_command(tmp_path), shell=True, cwd=repo, check=True)
+    restored = tmp_path / "committee_v8.pt"
+    assert sha256_files(restored) == r.sha256
+    assert calibrated_trust(restored) == CALIBRATED_TRUST["lips-v8"]
+    pot = make_potential("mlff", model=str(restored))
+    assert pot.n_members == 4
+    assert "train_glass3.extxyz.xz" in pot.metadata["data_files"]
 
 
 @pytest.mark.parametrize(("pair", "near"), [(("Li", "Li"), 1.3), (("Li", "P"), 1.4), (("Li", "S"), 1.4)])
@@ -222,3 +258,14 @@ def test_default_committee_agrees_where_lips_v7_split() -> None:
     assert len(dev) == 66
     assert np.median(dev) < trust_hi, np.median(dev)
     assert np.sum(dev >= trust_hi) <= 66 // 4, np.sort(dev)[-20:]
+
+
+def test_shipped_model_data_stays_within_the_20_MB_budget() -> None:
+    """Issue 3: model + data ≤ 20 MB in the repo.  Counts every file of ``ssehpc/data/lips`` (the
+    committees kept for documented results included), and the default committee's training files
+    must all be there."""
+    folder = resolve_model("lips").parent
+    total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert total <= 20_000_000, f"ssehpc/data/lips holds {total / 1e6:.2f} MB"
+    md = make_potential("mlff", model="lips").metadata
+    assert all((folder / f).is_file() for f in md["data_files"])
