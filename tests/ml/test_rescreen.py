@@ -61,15 +61,15 @@ def test_rescreen_reproduces_the_recorded_deviation_and_compares_committees(tmp_
     again = mod.frame_deviation(calc, z, np.asarray(data["positions"]), np.asarray(data["cell"])[:, 0])
     np.testing.assert_allclose(again, recorded, rtol=1e-4)
     other = mod.frame_deviation(
-        SSEHPCCalculator(make_potential("mlff", model="lips-v7")),
+        SSEHPCCalculator(make_potential("mlff", model="lips-v9")),
         z,
         np.asarray(data["positions"]),
         np.asarray(data["cell"])[:, 0],
     )
     assert not np.allclose(other, recorded, rtol=1e-3)  # another committee, another deviation
 
-    mod.main([str(plan.store), "--models", "lips", "lips-v7", "--trust-hi", "0.01"])
+    mod.main([str(plan.store), "--models", "lips", "lips-v9", "--trust-hi", "0.01"])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| g.zarr")]
-    assert [r.split("|")[3].strip() for r in rows] == ["lips", "lips-v7"]
+    assert [r.split("|")[3].strip() for r in rows] == ["lips", "lips-v9"]
     assert all("5 (100.00 %) | 5" in r for r in rows)  # every frame above a 0.01 eV/Å level
