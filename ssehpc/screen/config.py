@@ -32,6 +32,7 @@ DEFAULT_TRUST_HI: float = 0.15
 #: ``examples/lips_trust_calibration.py`` measures them on the held-out teacher frames.
 CALIBRATED_TRUST: dict[str, tuple[float, float]] = {
     "lips": (0.10, 0.25),
+    "lips-v11": (0.10, 0.25),
     "lips-v10": (0.10, 0.25),
     "lips-v9": (0.10, 0.25),
     "lips-v8": (0.10, 0.25),
@@ -45,9 +46,9 @@ CALIBRATED_TRUST: dict[str, tuple[float, float]] = {
 def calibrated_trust(model: str | Path | None) -> tuple[float, float] | None:
     """The calibrated ``(trust_lo, trust_hi)`` (eV/Å) of a shipped committee, or ``None``.
 
-    ``model`` is a shipped name (``"lips"``, ``"lips-v10"``, ...) or a file path; a file counts as
+    ``model`` is a shipped name (``"lips"``, ``"lips-v11"``, ...) or a file path; a file counts as
     the shipped committee whose content it has (SHA-256), so a spec naming
-    ``ssehpc/data/lips/committee_v10.pt`` or a copy of it screens at the same levels as one naming
+    ``ssehpc/data/lips/committee_v11.pt`` or a copy of it screens at the same levels as one naming
     ``lips``.  Any other model (a committee you trained) has no calibration here.
     """
     if model is None:

@@ -150,7 +150,7 @@ def test_new_model_loads_weights_only_and_differs_from_the_old(learned: dict[str
     new, old = load(path), load(resolve_model("lips"))
     assert new.spec.n_members == old.spec.n_members == 4
     # the warm start keeps the starting model's architecture, core repulsion and radial floor
-    assert new.spec.radial_floor == old.spec.radial_floor == 1.2  # lips = lips-v10 (radial floor of lips-v5)
+    assert new.spec.radial_floor == old.spec.radial_floor == 1.2  # lips = lips-v11 (radial floor of lips-v5)
     assert new.spec.core_outer == old.spec.core_outer
     diffs = [
         float((new.state_dict()[k] - v).abs().max())

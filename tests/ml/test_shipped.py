@@ -16,8 +16,8 @@ def test_shipped_committee_by_name() -> None:
     assert pot.cutoff == pytest.approx(5.0)
     assert sorted(pot.spec.species) == [3, 15, 16]
     assert pot.metadata["teacher"].startswith("CHGNet")
-    # the default name is the current committee (lips-v10), with its ZBL core below 1.2 Å
-    assert resolve_model("lips") == resolve_model("lips-v10")
+    # the default name is the current committee (lips-v11), with its ZBL core below 1.2 Å
+    assert resolve_model("lips") == resolve_model("lips-v11")
     assert make_potential("mlff", model="lips").spec.core_outer == pytest.approx(1.2)
     single = make_potential("mlff", model="lips-v0", members=[1], dtype="float64")
     assert type(single) is MomentPotential
@@ -83,7 +83,7 @@ def test_spec_with_a_missing_model_file(tmp_path) -> None:
         build_potential(spec)
 
 
-@pytest.mark.parametrize("name", ["lips", "lips-v9", "lips-v6"])
+@pytest.mark.parametrize("name", ["lips", "lips-v10", "lips-v9", "lips-v6"])
 def test_shipped_committee_names_the_data_it_was_trained_on(name) -> None:
     """The model file's data hash is the hash of the shipped files it lists (provenance)."""
     from ssehpc.ml.data import sha256_files
@@ -234,7 +234,7 @@ def test_default_committee_agrees_where_lips_v7_split() -> None:
     ``trust_hi``, the default committee's members agree again on most: the fourth glass iteration
     (600 labels of the glass's rare redox defects, every member trained on all of them) is what
     made ``lips-v9`` the default.  Measured: 9 of the 66 still above, median 0.19 eV/Å; ``lips-v10``
-    (the default since the fifth iteration) 9, median 0.15 (``lips-v7``: 66, median 0.29;
+    9, median 0.15; ``lips-v11`` (the default since the sixth iteration) 8, median 0.15 (``lips-v7``: 66, median 0.29;
     ``docs/mlff.md``, "MD stability")."""
     import numpy as np
 
