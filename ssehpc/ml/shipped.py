@@ -11,11 +11,11 @@ active-learning iteration in its own glass at 600 K), ``lips-v9`` (v7 + a fourth
 labels, every member on all frames; about five times fewer frames above ``trust_hi`` in the glass
 than v7), ``lips-v10`` (v9 + a fifth one: 350 more glass labels; 21 frames above ``trust_hi``
 where v9 has 34 on the same 20,004 glass frames) and ``lips-v11`` (v10 + a sixth one: 286 more
-glass labels from v10's upper tail; 30 frames above ``trust_hi`` where v10 has 33 on the same 40,008 glass frames).  ``lips-v1``, ``lips-v2``, ``lips-v5a``,
-``lips-v7`` and ``lips-v8`` are retired from the package (:data:`RETIRED_MODELS`: the shipped model
-data must stay under 20 MB); their names raise an error that says how to get the file back from
-the git history.  Anything that is not a shipped name is
-taken as a file path.
+glass labels from v10's upper tail; 30 frames above ``trust_hi`` where v10 has 33 on the same
+40,008 glass frames, no real difference).  ``lips-v1``, ``lips-v2``, ``lips-v5a``, ``lips-v7`` and
+``lips-v8`` are retired from the package (:data:`RETIRED_MODELS`: the shipped model data must stay
+under 20 MB); their names raise an error that says how to get the file back from the git history.
+Anything that is not a shipped name is taken as a file path.
 """
 
 from __future__ import annotations

@@ -233,9 +233,9 @@ def test_default_committee_agrees_where_lips_v7_split() -> None:
     """On the 66 held-out glass frames where ``lips-v7`` (the default until 2026-12-07) went above
     ``trust_hi``, the default committee's members agree again on most: the fourth glass iteration
     (600 labels of the glass's rare redox defects, every member trained on all of them) is what
-    made ``lips-v9`` the default.  Measured: ``lips-v9`` 9 of the 66 still above, median 0.19 eV/Å; ``lips-v10``
-    9, median 0.15; ``lips-v11`` (the default since the sixth iteration) 8, median 0.15 (``lips-v7``: 66, median 0.29;
-    ``docs/mlff.md``, "MD stability")."""
+    made ``lips-v9`` the default.  Measured: ``lips-v9`` 9 of the 66 still above, median 0.19 eV/Å;
+    ``lips-v10`` 9, median 0.15; ``lips-v11`` (the default since the sixth iteration) 8, median 0.15
+    (``lips-v7``: 66, median 0.29; ``docs/mlff.md``, "MD stability")."""
     import numpy as np
 
     from ssehpc.ml.calculator import SSEHPCCalculator
