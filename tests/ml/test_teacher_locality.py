@@ -1,0 +1,63 @@
+"""``examples/teacher_locality.py``: displacing atoms beyond ``r_in + 2 rc`` leaves the forces of a
+teacher with cutoff ``rc`` unchanged near the centre, and moves those of a longer-ranged one."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.lj import LennardJones
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "teacher_locality.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("teacher_locality", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _frame(seed=3):
+    atoms = bulk("Ar", "fcc", a=1.6, cubic=True).repeat((2, 2, 2))  # reduced LJ units, 32 atoms
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def test_repeats_cover_the_far_shell():
+    mod = _script()
+    atoms = _frame()
+    reps = mod.repeats_for(atoms, 6.2)
+    assert reps == (4, 4, 4)  # width 3.2 per cell: 4 x 3.2 / 2 = 6.4 > 6.2, 3 x 3.2 / 2 = 4.8 < 6.2
+    sc = atoms.repeat(reps)
+    assert min(sc.cell.lengths()) / 2 > 6.2
+
+
+def test_local_teacher_gives_zero_and_long_ranged_one_does_not():
+    mod = _script()
+    frames = [_frame()]
+    rc = 2.5
+    local = LennardJones(rc=rc, smooth=True)
+    rows = mod.far_field_response(frames, local, rc=rc, r_in=1.2, sigma=0.1, centres_per_element=2, seed=1)
+    assert rows
+    assert all(r["n_far"] > 0 for r in rows)
+    assert max(r["dF_teacher"] for r in rows) < 1e-10
+    assert all(np.isnan(r["dF_student"]) for r in rows)
+    far = LennardJones(rc=6.0, smooth=True)  # reaches past r_in + 2 rc = 6.2 from atoms near the centre
+    rows = mod.far_field_response(
+        frames, far, local, rc=rc, r_in=1.2, sigma=0.1, centres_per_element=2, seed=1
+    )
+    assert max(r["dF_teacher"] for r in rows) > 1e-6
+    assert max(r["dF_student"] for r in rows) < 1e-10  # the local one as the student: unchanged
+    assert "| Ar |" in mod.table(rows)
+
+
+def test_non_periodic_frame_is_refused():
+    mod = _script()
+    atoms = _frame()
+    atoms.pbc = False
+    with pytest.raises(ValueError, match="periodic"):
+        mod.far_field_response([atoms], LennardJones(), rc=2.5)
