@@ -63,6 +63,19 @@ def _pct(x: float) -> str:
     return "–" if not np.isfinite(x) else f"{100.0 * x:.1f} %"
 
 
+def _share(k: int, n: int) -> str:
+    """``k`` of ``n`` as a percentage that never reads 0.0 % or 100.0 % unless it is exactly that
+    (one failed frame in 2,004 is "0.05 %", not "0.0 %"): up to four decimals, as many as needed."""
+    if n <= 0:
+        return "–"
+    x = 100.0 * k / n
+    for d in range(1, 5):
+        text = f"{x:.{d}f}"
+        if (k == 0 or float(text) != 0.0) and (k == n or float(text) != 100.0):
+            return f"{text} %"
+    return f"{x:.4f} %"
+
+
 def ea_interval(fit: ArrheniusFit) -> tuple[float, float]:
     """95 % interval of Ea, eV: Ea ± q·SE with the quantile :func:`arrhenius_fit` uses for its
     extrapolation (Student t on the residual dof when the covariance was scaled by χ²/dof > 1,
@@ -279,11 +292,6 @@ def _trust_levels(zs: ZarrStore) -> tuple[float, float] | None:
     return None
 
 
-def _frac(totals: dict[str, Any], name: str) -> float:
-    v = totals.get(f"{name}_fraction")
-    return math.nan if v is None else float(v)
-
-
 def _screening_section(store: Path, zs: ZarrStore, outdir: Path) -> tuple[list[str], list[str]]:
     """Lines of the section and the names of the PNGs written."""
     from ssehpc.screen import plot_deviation_histogram, screen_store
@@ -302,19 +310,20 @@ def _screening_section(store: Path, zs: ZarrStore, outdir: Path) -> tuple[list[s
     rows = []
     for T, rss in sorted(by_t.items()):
         n = sum(r.n_configurations for r in rss)
-        frac = [sum(r.count(c) for r in rss) / n if n else math.nan for c in (ACCURATE, CANDIDATE, FAILED)]
+        counts = [sum(r.count(c) for r in rss) for c in (ACCURATE, CANDIDATE, FAILED)]
         devs = np.concatenate([r.force_dev_max[np.isfinite(r.force_dev_max)].ravel() for r in rss])
         rows.append(
             [
                 _g(T, "g"),
                 str(len(rss)),
                 str(n),
-                *(_pct(f) for f in frac),
+                *(_share(k, n) for k in counts),
                 _g(float(np.median(devs)) if devs.size else math.nan),
                 _g(float(devs.max()) if devs.size else math.nan),
             ]
         )
-    tot = res.totals()
+    n_all = sum(r.n_configurations for r in res.runs)
+    tot_counts = [sum(r.count(c) for r in res.runs) for c in (ACCURATE, CANDIDATE, FAILED)]
     lines += [
         f"Each frame is classified by the committee deviation max_i ε_i (eV/Å): accurate below "
         f"trust_lo = {res.trust_lo:g}, candidate up to trust_hi = {res.trust_hi:g}, failed above "
@@ -337,8 +346,9 @@ def _screening_section(store: Path, zs: ZarrStore, outdir: Path) -> tuple[list[s
     )
     lines += [
         "",
-        f"All runs: {tot['configurations']} frames, {_pct(_frac(tot, 'accurate'))} accurate, "
-        f"{_pct(_frac(tot, 'candidate'))} candidate, {_pct(_frac(tot, 'failed'))} failed.",
+        f"All runs: {n_all} frames, {_share(tot_counts[0], n_all)} accurate, "
+        f"{_share(tot_counts[1], n_all)} candidate, {_share(tot_counts[2], n_all)} failed"
+        f"{f' ({tot_counts[2]} frame' + ('s' if tot_counts[2] > 1 else '') + ')' if tot_counts[2] else ''}.",
         "",
     ]
     pngs = []

@@ -216,3 +216,15 @@ def test_framework_check_separates_vibrating_framework_from_diffusing_li(report)
         assert li1 > 3 * li0
         assert p0 == pytest.approx(0.0054, rel=0.2)
         assert p1 - p0 < 0.02 * (li1 - li0)
+
+
+def test_share_never_rounds_a_frame_away():
+    from ssehpc.analysis.markdown_report import _share
+
+    assert _share(0, 2004) == "0.0 %"
+    assert _share(2004, 2004) == "100.0 %"
+    assert _share(1, 2004) == "0.05 %"  # one failed frame of 2,004 (was printed "0.0 %")
+    assert _share(2003, 2004) == "99.95 %"
+    assert _share(1, 4) == "25.0 %"
+    assert _share(1, 10**6) == "0.0001 %"
+    assert _share(0, 0) == "–"
