@@ -2,8 +2,9 @@
 
 Each atom line (``symbol x y z fx fy fz``) is rewritten with positions to ``--pos-decimals``
 (Å) and forces to ``--force-decimals`` (eV/Å); every other line (the atom count, the header with
-cell, energy, stress and provenance) is kept byte for byte.  A file with other per-atom columns is
-refused.  This is how the held-out files ``test``, ``test_indep`` and ``test_glass`` of
+cell, energy, stress and provenance) is kept byte for byte (line ends are written as LF, as ASE
+writes them).  A file with other per-atom columns, or a truncated one, is refused before anything
+is written.  This is how the held-out files ``test``, ``test_indep`` and ``test_glass`` of
 ``ssehpc/data/lips`` were shrunk on 2026-12-07 (5 / 4 decimals, 0.95 MB freed; ``README.md``
 there); from the files of commit 717d0a4 it reproduces the shipped ones byte for byte:
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 
 class ReencodeError(ValueError):
-    """A line that looks like an atom line but is not ``symbol x y z fx fy fz``."""
+    """A frame that is not ``symbol x y z fx fy fz`` per atom, or a truncated file."""
 
 
 def reencode_lines(lines: Sequence[str], pos_decimals: int = 5, force_decimals: int = 4) -> list[str]:
@@ -41,10 +42,12 @@ def reencode_lines(lines: Sequence[str], pos_decimals: int = 5, force_decimals: 
             n = int(head)
         except ValueError:
             raise ReencodeError(f"line {i + 1}: expected an atom count, got {head[:40]!r}") from None
-        if "Properties=species:S:1:pos:R:3:forces:R:3" not in lines[i + 1]:
+        if i + 1 >= len(lines) or "Properties=species:S:1:pos:R:3:forces:R:3" not in lines[i + 1]:
             raise ReencodeError(
                 f"line {i + 2}: the frame's columns are not species, pos, forces (refusing to drop any)"
             )
+        if i + 2 + n > len(lines):
+            raise ReencodeError(f"line {i + 1}: a frame of {n} atoms, but the file ends first (truncated?)")
         out += [lines[i], lines[i + 1]]
         for k in range(i + 2, i + 2 + n):
             t = lines[k].split()

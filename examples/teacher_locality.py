@@ -9,7 +9,7 @@ force error from locality alone.  The student's own change is printed next to it
 Each frame is repeated into a supercell wide enough that the far shell exists (half its narrowest
 width above ``r_in + 2 rc``); centres are drawn per element with a seeded generator.
 
-Measured 2026-12-07 (``docs/mlff.md``, "Known limits"), the command below: CHGNet on six ``test_glass``
+Measured 2026-12-07 (``docs/mlff.md``, "Why more labels of this kind stopped helping"), the command below: CHGNet on six ``test_glass``
 frames (1,536-atom supercells; 1,160–1,180 atoms displaced), rc = 5 Å, 126 atoms compared: |ΔF|
 median / max 0.19 / 0.88 (Li), 0.63 / 2.40 (P), 0.38 / 1.54 (S) meV/Å, the student's 0 — the teacher
 is local at the student's range, so its reach is not what limits ``lips`` in the glass.

@@ -73,7 +73,7 @@ def _share(k: int, n: int) -> str:
         text = f"{x:.{d}f}"
         if (k == 0 or float(text) != 0.0) and (k == n or float(text) != 100.0):
             return f"{text} %"
-    return f"{x:.4f} %"
+    return "< 0.0001 %" if k < n / 2 else "> 99.9999 %"
 
 
 def ea_interval(fit: ArrheniusFit) -> tuple[float, float]:

@@ -228,3 +228,5 @@ def test_share_never_rounds_a_frame_away():
     assert _share(1, 4) == "25.0 %"
     assert _share(1, 10**6) == "0.0001 %"
     assert _share(0, 0) == "–"
+    assert _share(1, 10**7) == "< 0.0001 %"
+    assert _share(10**7 - 1, 10**7) == "> 99.9999 %"

@@ -74,3 +74,15 @@ def test_reencode_refuses_extra_columns(tmp_path):
     with pytest.raises(mod.ReencodeError, match="columns"):
         mod.reencode_file(path)
     assert path.read_bytes() == original  # nothing written on refusal
+
+
+def test_reencode_refuses_a_truncated_file(tmp_path):
+    mod = _script()
+    path = tmp_path / "t.extxyz"
+    write(str(path), _frames(2), format="extxyz")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-3]) + "\n")  # the last frame loses three atoms
+    original = path.read_bytes()
+    with pytest.raises(mod.ReencodeError, match="truncated"):
+        mod.reencode_file(path)
+    assert path.read_bytes() == original

@@ -55,6 +55,23 @@ def test_local_teacher_gives_zero_and_long_ranged_one_does_not():
     assert "| Ar |" in mod.table(rows)
 
 
+def test_many_body_local_model_needs_the_full_2rc_shell():
+    """The shipped committee (5 Å atomic energies, three- and four-body) as the probed teacher: no
+    change when atoms beyond r_in + 2 rc move, a change when the shell is only r_in + rc."""
+    from ssehpc.ml import SSEHPCCalculator
+    from ssehpc.potentials import make_potential
+    from ssehpc.structures.lips import prototype, rattled
+
+    mod = _script()
+    frame = rattled(prototype("beta-Li3PS4"), 0.05, seed=4)
+    calc = SSEHPCCalculator(make_potential("mlff", model="lips", dtype="float64"))
+    rows = mod.far_field_response([frame], calc, rc=5.0, r_in=1.5, centres_per_element=1, seed=2)
+    assert rows
+    assert max(r["dF_teacher"] for r in rows) < 1e-9
+    rows = mod.far_field_response([frame], calc, rc=2.5, r_in=1.5, centres_per_element=1, seed=2)
+    assert max(r["dF_teacher"] for r in rows) > 1e-4  # atoms 6.5-11.5 Å away still matter
+
+
 def test_non_periodic_frame_is_refused():
     mod = _script()
     atoms = _frame()
