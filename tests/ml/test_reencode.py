@@ -3,9 +3,7 @@ byte for byte, frames that carry other columns refused."""
 
 from __future__ import annotations
 
-import importlib.util
 import lzma
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,14 +11,7 @@ from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "lips_reencode.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("lips_reencode", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.ml.examples import load_example
 
 
 def _frames(n=3):
@@ -38,7 +29,7 @@ def _frames(n=3):
 
 
 def test_reencode_rounds_atom_lines_and_keeps_headers(tmp_path):
-    mod = _script()
+    mod = load_example("lips_reencode")
     path = tmp_path / "f.extxyz.xz"
     frames = _frames()
     with lzma.open(path, "wt") as fh:
@@ -65,7 +56,7 @@ def test_reencode_rounds_atom_lines_and_keeps_headers(tmp_path):
 
 
 def test_reencode_refuses_extra_columns(tmp_path):
-    mod = _script()
+    mod = load_example("lips_reencode")
     path = tmp_path / "g.extxyz"
     a = _frames(1)[0]
     a.set_initial_charges(np.ones(len(a)))
@@ -77,7 +68,7 @@ def test_reencode_refuses_extra_columns(tmp_path):
 
 
 def test_reencode_refuses_a_truncated_file(tmp_path):
-    mod = _script()
+    mod = load_example("lips_reencode")
     path = tmp_path / "t.extxyz"
     write(str(path), _frames(2), format="extxyz")
     lines = path.read_text().splitlines()

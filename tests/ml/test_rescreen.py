@@ -3,9 +3,6 @@ wrote them recorded, so a paired comparison of committees measures the committee
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from ssehpc.campaign import CampaignSpec, expand
@@ -13,15 +10,7 @@ from ssehpc.campaign.task import TaskOptions, run_chain
 from ssehpc.io.zarr_store import ZarrStore
 from ssehpc.ml import SSEHPCCalculator
 from ssehpc.potentials import make_potential
-
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "lips_rescreen.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("lips_rescreen", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.ml.examples import load_example
 
 
 def test_rescreen_reproduces_the_recorded_deviation_and_compares_committees(tmp_path, capsys):
@@ -51,7 +40,7 @@ def test_rescreen_reproduces_the_recorded_deviation_and_compares_committees(tmp_
     ZarrStore.open(plan.store, "a")
     for chain in plan.chains:
         assert run_chain(chain, TaskOptions(drain_check_s=0)).status == "done"
-    mod = _script()
+    mod = load_example("lips_rescreen")
     (run,) = mod.production_runs(str(plan.store), "prod")
     data = run.read_frames(fields=["positions", "cell", "force_dev_max"])
     z = np.asarray(run.read_static("species"))

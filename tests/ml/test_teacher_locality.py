@@ -3,22 +3,12 @@ teacher with cutoff ``rc`` unchanged near the centre, and moves those of a longe
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.lj import LennardJones
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "teacher_locality.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("teacher_locality", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.ml.examples import load_example
 
 
 def _frame(seed=3):
@@ -28,7 +18,7 @@ def _frame(seed=3):
 
 
 def test_repeats_cover_the_far_shell():
-    mod = _script()
+    mod = load_example("teacher_locality")
     atoms = _frame()
     reps = mod.repeats_for(atoms, 6.2)
     assert reps == (4, 4, 4)  # width 3.2 per cell: 4 x 3.2 / 2 = 6.4 > 6.2, 3 x 3.2 / 2 = 4.8 < 6.2
@@ -37,7 +27,7 @@ def test_repeats_cover_the_far_shell():
 
 
 def test_local_teacher_gives_zero_and_long_ranged_one_does_not():
-    mod = _script()
+    mod = load_example("teacher_locality")
     frames = [_frame()]
     rc = 2.5
     local = LennardJones(rc=rc, smooth=True)
@@ -62,7 +52,7 @@ def test_many_body_local_model_needs_the_full_2rc_shell():
     from ssehpc.potentials import make_potential
     from ssehpc.structures.lips import prototype, rattled
 
-    mod = _script()
+    mod = load_example("teacher_locality")
     frame = rattled(prototype("beta-Li3PS4"), 0.05, seed=4)
     calc = SSEHPCCalculator(make_potential("mlff", model="lips", dtype="float64"))
     rows = mod.far_field_response([frame], calc, rc=5.0, r_in=1.5, centres_per_element=1, seed=2)
@@ -73,7 +63,7 @@ def test_many_body_local_model_needs_the_full_2rc_shell():
 
 
 def test_non_periodic_frame_is_refused():
-    mod = _script()
+    mod = load_example("teacher_locality")
     atoms = _frame()
     atoms.pbc = False
     with pytest.raises(ValueError, match="periodic"):
