@@ -344,11 +344,12 @@ def _screening_section(store: Path, zs: ZarrStore, outdir: Path) -> tuple[list[s
         ],
         rows,
     )
+    n_acc, n_cand, n_fail = tot_counts
+    failed_frames = f" ({n_fail} frame{'s' if n_fail > 1 else ''})" if n_fail else ""
     lines += [
         "",
-        f"All runs: {n_all} frames, {_share(tot_counts[0], n_all)} accurate, "
-        f"{_share(tot_counts[1], n_all)} candidate, {_share(tot_counts[2], n_all)} failed"
-        f"{f' ({tot_counts[2]} frame' + ('s' if tot_counts[2] > 1 else '') + ')' if tot_counts[2] else ''}.",
+        f"All runs: {n_all} frames, {_share(n_acc, n_all)} accurate, {_share(n_cand, n_all)} candidate, "
+        f"{_share(n_fail, n_all)} failed{failed_frames}.",
         "",
     ]
     pngs = []

@@ -162,6 +162,8 @@ def test_screening_fractions_per_temperature(report):
     assert rows["500"][1:6] == ["2", n, "100.0 %", "0.0 %", "0.0 %"]
     assert rows["600"][1:6] == ["2", n, "75.0 %", "25.0 %", "0.0 %"]
     assert rows["700"][1:6] == ["2", n, "50.0 %", "25.0 %", "25.0 %"]
+    n_fail = 2 * N_FRAMES // 4  # the 700 K quarter; nothing fails at 500 and 600 K
+    assert f"failed ({n_fail} frames)." in text
     assert "trust_lo = 0.1" in text
     assert "trust_hi = 0.25" in text
 
